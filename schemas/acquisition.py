@@ -1,0 +1,186 @@
+"""What was recorded: subjects, sessions, probes, implants, the atlas, and each scan's files.
+
+Filled by ``lfpbold ingest``. Raw samples stay in the lab's NWB and NIfTI files; rows keep the
+path, a checksum and the metadata needed to read them back lazily.
+"""
+
+import datajoint as dj
+
+schema = dj.Schema()
+
+
+@schema
+class State(dj.Lookup):
+    definition = """
+    # brain state during a session
+    state : varchar(16)
+    ---
+    state_description : varchar(255)
+    """
+    contents = [
+        ("sedated", "dexmedetomidine + 0.3% isoflurane"),
+        ("awake", "restrained, acclimated"),
+    ]
+
+
+@schema
+class Region(dj.Lookup):
+    definition = """
+    # brain region targeted by an implant
+    region : varchar(16)
+    ---
+    region_name : varchar(128)
+    """
+    contents = [
+        ("ACC", "anterior cingulate cortex"),
+        ("M1", "primary motor cortex"),
+    ]
+
+
+@schema
+class Subject(dj.Manual):
+    definition = """
+    # one animal
+    subject : varchar(32)
+    ---
+    species = 'Rattus norvegicus' : varchar(64)
+    strain = '' : varchar(64)
+    sex = 'U' : varchar(8)
+    age = '' : varchar(16)              # ISO 8601 duration, e.g. P90D
+    weight_g = null : float64
+    """
+
+
+@schema
+class Session(dj.Manual):
+    definition = """
+    # one imaging session of one animal, in one brain state
+    -> Subject
+    session : varchar(32)
+    ---
+    -> State
+    session_datetime : datetime
+    session_dir : varchar(1024)         # folder holding the session's files
+    """
+
+
+@schema
+class ProbeType(dj.Manual):
+    definition = """
+    # a model of recording probe
+    probe_type : varchar(32)
+    ---
+    manufacturer = '' : varchar(64)
+    probe_description = '' : varchar(255)
+    n_electrodes : int32
+    """
+
+    class Electrode(dj.Part):
+        definition = """
+        # one contact of the probe
+        -> master
+        electrode : int32              # index of the contact on the probe
+        ---
+        depth_um : float64             # position along the shank
+        """
+
+
+@schema
+class Implant(dj.Manual):
+    definition = """
+    # a probe implanted in one region of one animal
+    -> Subject
+    -> Region
+    ---
+    -> ProbeType
+    hemisphere : varchar(8)            # left | right
+    ap_mm : float64                    # from bregma, anterior positive
+    ml_mm : float64                    # from midline, right positive
+    dv_mm : float64                    # from brain surface, ventral negative
+    """
+
+
+@schema
+class Atlas(dj.Manual):
+    definition = """
+    # the template space every run is registered to, with its tissue masks
+    atlas : varchar(64)
+    ---
+    shape : json                       # [X, Y, Z]
+    voxel_size_mm : json               # [dx, dy, dz]
+    affine : <blob>                    # 4x4 voxel-to-mm
+    brain_mask : <blob>                # bool (X, Y, Z)
+    wm_mask : <blob>                   # bool (X, Y, Z)
+    ventricle_mask : <blob>            # bool (X, Y, Z)
+    n_brain_voxels : int32
+    atlas_dir : varchar(1024)
+    """
+
+    class ROI(dj.Part):
+        definition = """
+        # voxels around the electrode tip of one region
+        -> master
+        -> Region
+        ---
+        roi_mask : <blob>              # bool (X, Y, Z)
+        n_voxels : int32
+        roi_path : varchar(1024)
+        """
+
+
+@schema
+class Scan(dj.Manual):
+    definition = """
+    # one simultaneous fMRI + LFP acquisition
+    -> Session
+    run : int32
+    ---
+    -> Atlas
+    """
+
+
+@schema
+class FMRIRun(dj.Manual):
+    definition = """
+    # the scan's BOLD run; voxels stay in the NIfTI file
+    -> Scan
+    ---
+    bold_path : varchar(1024)
+    bold_sha256 : char(64)
+    t_r : float64                      # seconds
+    n_volumes : int32
+    shape : json                       # [X, Y, Z, T]
+    affine : <blob>                    # 4x4
+    slice_timing = null : <blob>       # seconds from volume onset, one per slice
+    motion : <blob>                    # (n_volumes, 6): trans x,y,z mm; rot x,y,z rad
+    motion_path : varchar(1024)
+    sidecar : json                     # the sidecar after BIDS inheritance
+    """
+
+
+@schema
+class LFPRecording(dj.Manual):
+    definition = """
+    # the scan's raw LFP; samples stay in the NWB file
+    -> Scan
+    ---
+    nwb_path : varchar(1024)
+    nwb_sha256 : char(64)
+    series_path : varchar(255)         # e.g. acquisition/ElectricalSeries
+    series_object_id : varchar(64)     # NWB object_id of the series
+    sampling_rate : float64            # Hz
+    n_samples : int64
+    n_channels : int32
+    volume_triggers : <blob>           # s on the series' clock, one per volume
+    slice_triggers : <blob>            # s on the series' clock, one per slice acquisition
+    """
+
+    class Channel(dj.Part):
+        definition = """
+        # one column of the series and the implant it belongs to
+        -> master
+        channel : int32                # column index in the series
+        ---
+        -> Implant
+        electrode : int32              # contact on the implant's probe
+        """

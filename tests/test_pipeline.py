@@ -1,0 +1,250 @@
+"""End to end on real databases: ingest a simulated study, populate everything, query the results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfpbold.pipeline import computed_tables, ingest_study, populate
+
+pytestmark = pytest.mark.db
+
+CLASSIC = ["delta", "theta", "alpha", "beta", "gamma"]
+
+
+def _counts():
+    from lfpbold.schemas import acquisition as acq
+
+    return {t.__name__: len(t()) for t in (acq.Subject, acq.Session, acq.Implant, acq.Scan, acq.FMRIRun,
+                                           acq.LFPRecording, acq.LFPRecording.Channel, acq.Atlas.ROI)}
+
+
+def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
+    from lfpbold.export import export_maps
+    from lfpbold.results import results
+    from lfpbold.schemas import analysis, cohort
+
+    truth = json.loads((small_study / "ground_truth.json").read_text())
+    n_scans = len(truth["scans"])
+    report = ingest_study(small_study)
+    assert report.errors == []
+    assert len(report.inserted) == n_scans
+    counts = _counts()
+    assert counts["Subject"] == 2 and counts["Session"] == 4 and counts["Implant"] == 4
+    assert counts["Scan"] == counts["FMRIRun"] == counts["LFPRecording"] == n_scans
+
+    again = ingest_study(small_study)  # idempotent: nothing new, nothing changed
+    assert again.inserted == [] and len(again.skipped) == n_scans
+    assert _counts() == counts
+
+    outcome = populate(display_progress=False)
+    assert all(not r["error_list"] for r in outcome.values()), outcome
+    assert len(analysis.CleanLFP()) == n_scans * 2
+    assert len(analysis.BandPower.Band()) == n_scans * 2 * 105
+    assert len(analysis.PreprocessedBold()) == n_scans
+    usable = len(analysis.PreprocessedBold & {"excluded": False})
+    assert len(analysis.SeedMap()) == usable * 2
+    assert len(analysis.SpatialSimilarity.Band()) == usable * 2 * 105
+    assert len(analysis.TemporalCorrelation.Band()) == usable * 2 * 105
+    assert len(cohort.Cohort()) >= 2
+    assert all(r["success_count"] == 0 for r in populate(display_progress=False).values())  # nothing left
+
+    df = results()
+    expected_cols = {"state", "region", "band", "spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_t",
+                     "temporal_p", "n_scans"}
+    assert expected_cols <= set(df.columns)
+    assert set(df["band"]) == set(CLASSIC)
+    assert set(df["region"]) == {"ACC", "M1"}
+    assert df["n_scans"].sum() == usable * 2 * 5
+    by_subject = results(by=["subject", "state", "region", "band"])
+    assert set(by_subject["subject"]) == {"01", "02"}
+    assert by_subject["n_scans"].sum() == df["n_scans"].sum()
+
+    # The stored cohort rows and the on-the-fly table are the same computation.
+    stored = (cohort.Cohort.Band & {"band": "gamma"}).to_pandas().reset_index()
+    for row in stored.itertuples():
+        live = df[(df.state == row.state) & (df.region == row.region) & (df.band == "gamma")].iloc[0]
+        assert row.spatial_r == pytest.approx(live.spatial_r, abs=1e-6)
+        assert row.temporal_r == pytest.approx(live.temporal_r, abs=1e-9)
+
+    written = export_maps(tmp_path / "maps")
+    seeds = [p for p in written if p.name.endswith("desc-seedmap_statmap.nii.gz")]
+    assert len(seeds) == usable * 2
+    row = analysis.SeedMap.to_dicts(limit=1)[0]
+    stem = (f"sub-{row['subject']}_ses-{row['session']}_task-rest_run-{row['run']}_space-")
+    path = next(p for p in seeds if p.name.startswith(stem) and f"seed-{row['region']}_" in p.name)
+    img = nib.load(path)
+    from lfpbold.schemas import acquisition
+
+    brain = acquisition.Atlas.fetch1("brain_mask") if len(acquisition.Atlas()) == 1 else None
+    vol = np.asarray(img.dataobj)
+    np.testing.assert_allclose(vol[brain], row["seed_map"], rtol=1e-6)
+    assert np.isnan(vol[~brain]).all()
+
+
+@pytest.fixture(scope="module")
+def sedated_study(tmp_path_factory):
+    from lfpbold.simulate import simulate_study
+
+    out = tmp_path_factory.mktemp("sedated") / "study"
+    simulate_study(out, subjects=3, sessions=1, scans=3, regions=("ACC", "M1"), states=("sedated",), seed=11,
+                   size="small", true_temporal_r=0.59, cnr=1.3)
+    return out
+
+
+def test_recovers_the_simulated_truth(embedded_db, sedated_study):
+    from lfpbold.results import results
+
+    truth = json.loads((sedated_study / "ground_truth.json").read_text())
+    assert not ingest_study(sedated_study).errors
+    outcome = populate(display_progress=False)
+    assert all(not r["error_list"] for r in outcome.values()), outcome
+    gamma = results().query("band == 'gamma'")
+    assert len(gamma) == 2
+    assert (gamma["spatial_r"] >= 0.8).all(), gamma
+    expected = truth["expected_observed_temporal_r"]
+    assert np.abs(gamma["temporal_r"] - expected).max() <= 0.1, (gamma, expected)
+    # The study's sign pattern: lower bands anti-correlated with the network, gamma positive.
+    delta = results().query("band == 'delta'")
+    assert (delta["temporal_r"] < 0).all()
+
+
+def test_failed_make_leaves_no_partial_rows_and_rerun_resumes(embedded_db, small_study, tmp_path):
+    from lfpbold.schemas import acquisition, analysis
+
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    assert not ingest_study(study).errors
+    victim = acquisition.LFPRecording.to_dicts(limit=1)[0]
+    hidden = tmp_path / "hidden.nwb"
+    shutil.move(victim["nwb_path"], hidden)
+    outcome = populate(display_progress=False)
+    errors = outcome["CleanLFP"]["error_list"]
+    assert len(errors) == 2  # both implants of the scan whose file is gone
+    key = {k: victim[k] for k in ("subject", "session", "run")}
+    assert len(analysis.CleanLFP & key) == 0
+    assert len(analysis.CleanLFP.Channel & key) == 0
+    assert len(analysis.CleanLFP()) == (len(acquisition.Scan()) - 1) * 2
+    shutil.move(hidden, victim["nwb_path"])
+    outcome = populate(display_progress=False)
+    assert all(not r["error_list"] for r in outcome.values())
+    assert outcome["CleanLFP"]["success_count"] == 2
+    assert len(analysis.CleanLFP()) == len(acquisition.Scan()) * 2
+
+
+def test_bad_scan_is_reported_and_the_rest_inserted(embedded_db, small_study, tmp_path):
+    from lfpbold.schemas import acquisition
+
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    sidecar = next(study.rglob("*run-1_bold.json"))
+    meta = json.loads(sidecar.read_text())
+    meta.pop("RepetitionTime", None)
+    sidecar.write_text(json.dumps(meta))
+    root = study / "task-rest_bold.json"
+    root_meta = json.loads(root.read_text())
+    root_meta.pop("RepetitionTime", None)
+    root.write_text(json.dumps(root_meta))
+    report = ingest_study(study)
+    assert any(getattr(e, "field", "") == "RepetitionTime" for e in report.errors)
+    bad = {e.path for e in report.errors}
+    assert any(sidecar.name in str(p) for p in bad)
+    # every run lost its TR with the root sidecar, except those whose own sidecar still has it
+    assert len(acquisition.Scan()) == len(report.inserted)
+    assert len(acquisition.FMRIRun()) == len(acquisition.LFPRecording()) == len(report.inserted)
+
+
+def test_parameter_sets_side_by_side(embedded_db, small_study):
+    from lfpbold.results import results
+    from lfpbold.schemas import analysis, params
+
+    assert not ingest_study(small_study).errors
+    populate(display_progress=False)
+    p = params.BoldParams.bandpass_params()
+    number = params.BoldParams.insert_new_params(p, "band-pass only")
+    assert number == 1
+    assert params.BoldParams.insert_new_params(p, "same again") == 1  # same parameters, same number
+    before = len(analysis.PreprocessedBold & {"bold_paramset": 0})
+    populate(display_progress=False)
+    assert len(analysis.PreprocessedBold & {"bold_paramset": 0}) == before
+    assert len(analysis.PreprocessedBold & {"bold_paramset": 1}) == before
+    a, b = results(bold_paramset=0), results(bold_paramset=1)
+    assert len(a) == len(b) == 20
+    assert not np.allclose(a["temporal_r"], b["temporal_r"])
+    with pytest.raises(Exception, match="method"):
+        params.BoldParams.insert_new_params({"bold_preprocessing": {"method": "no-such-method"}})
+
+
+def test_cohort_rows_follow_new_scans(embedded_db, tmp_path):
+    from lfpbold.schemas import cohort
+    from lfpbold.simulate import simulate_study
+
+    study = simulate_study(tmp_path / "s", subjects=1, sessions=1, scans=3, regions=("ACC",), states=("sedated",),
+                           seed=3, size="small")
+    held_back = tmp_path / "held_back"
+    held_back.mkdir()
+    run3 = [p for p in study.rglob("*run-3_*") if p.is_file()]
+    assert len(run3) >= 3
+    for p in run3:
+        shutil.move(p, held_back / p.name)
+    assert not ingest_study(study).errors
+    populate(display_progress=False)
+    assert cohort.Cohort.fetch1("n_scans") == 2
+    for p in run3:  # the third scan arrives later
+        shutil.move(held_back / p.name, p)
+    report = ingest_study(study)
+    assert not report.errors and len(report.inserted) == 1
+    populate(display_progress=False)
+    assert cohort.Cohort.fetch1("n_scans") == 3
+
+
+def test_parallel_workers_share_the_job_queue(embedded_db, small_study):
+    from lfpbold.schemas import analysis
+
+    assert not ingest_study(small_study).errors
+    outcome = populate(processes=2, reserve_jobs=True, display_progress=False, orphan_timeout=3600)
+    assert all(not r["error_list"] for r in outcome.values()), outcome
+    assert len(analysis.CleanLFP()) == len(analysis.CleanLFP.key_source)
+    jobs = analysis.CleanLFP.jobs
+    assert set(jobs.to_arrays("status")) <= {"success"}
+
+
+def test_cli_end_to_end(embedded_db, small_study, tmp_path):
+    from click.testing import CliRunner
+
+    from lfpbold.cli import main
+
+    run = CliRunner().invoke
+    prefix = embedded_db.prefix
+    r = run(main, ["--prefix", prefix, "ingest", str(small_study)])
+    assert r.exit_code == 0, r.output
+    assert "inserted" in r.output
+    r = run(main, ["--prefix", prefix, "populate"])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["--prefix", prefix, "results", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    from io import StringIO
+
+    df = pd.read_csv(StringIO(r.output))
+    assert len(df) == 20 and "temporal_p" in df.columns
+    r = run(main, ["--prefix", prefix, "results", "--by", "subject,band", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert {"subject", "state", "region", "band"} <= set(json.loads(r.output)[0])
+    r = run(main, ["--prefix", prefix, "results", "--by", "animal"])
+    assert r.exit_code != 0 and "animal" in r.output
+    r = run(main, ["--prefix", prefix, "db"])
+    assert r.exit_code == 0, r.output
+    assert "postgresql (embedded)" in r.output and f"{prefix}analysis" in r.output
+    r = run(main, ["--prefix", prefix, "export", "maps", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    assert list((tmp_path / "maps").rglob("*_desc-lfppowermap_statmap.nii.gz"))
+
+
+def test_every_computed_table_has_a_short_definition_comment(embedded_db):
+    for table in computed_tables():
+        assert table.definition.strip().startswith("#"), table.__name__
