@@ -61,9 +61,10 @@ def spm_hrf(t_r: float, *, p=RODENT_P, fmri_t: int = 16) -> np.ndarray:
     if min(delay, u_delay, disp, u_disp, ratio, length) <= 0:
         raise ValueError(f"HRF delays, dispersions, ratio and length must be positive; got p={full.tolist()}")
     dt = t_r / fmri_t
-    u = np.arange(int(np.ceil(length / dt)) + 1) - onset / dt
+    u = np.arange(int(np.ceil(length / dt - 1e-9)) + 1) - onset / dt
     hrf = gamma.pdf(u, delay / disp, scale=disp / dt) - gamma.pdf(u, u_delay / u_disp, scale=u_disp / dt) / ratio
-    hrf = hrf[np.arange(int(np.floor(length / t_r)) + 1) * fmri_t]
+    # the epsilon keeps a step like 0.1000000000000014 (a median of np.diff) from losing a sample
+    hrf = hrf[np.arange(int(np.floor(length / t_r + 1e-9)) + 1) * fmri_t]
     return hrf / hrf.sum()
 
 
