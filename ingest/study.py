@@ -1,0 +1,315 @@
+"""Read and validate a whole study folder into plain records, one dict per table row.
+
+Study-level problems raise; a bad scan is left out and its errors are collected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bids import parse_entities, read_dataset_description, read_motion, read_participants, \
+    read_sessions, read_sidecar
+from .checksum import sha256
+from .errors import IngestError
+from .nifti import read_atlas, read_bold_header
+from .nwb import read_nwb
+
+__all__ = ["read_study", "StudyRecords", "ScanRecords"]
+
+# Subject attributes and the table's defaults, used when neither participants.tsv nor NWB says
+_SUBJECT_DEFAULTS = {"species": "Rattus norvegicus", "strain": "", "sex": "U", "age": "", "weight_g": None}
+_SUFFIXES = {"bold": "func", "motion": "func", "ecephys": "ecephys"}
+
+
+@dataclass
+class ScanRecords:
+    """The rows of one validated scan; every dict carries the scan's key (subject, session, run)."""
+
+    key: dict
+    scan: dict
+    fmri: dict
+    lfp: dict
+    channels: list[dict]
+
+
+@dataclass
+class StudyRecords:
+    """The rows of a study folder, ready to insert table by table, and the scans left out."""
+
+    study_dir: Path
+    name: str
+    subjects: list[dict] = field(default_factory=list)
+    sessions: list[dict] = field(default_factory=list)
+    probe_types: list[dict] = field(default_factory=list)
+    electrodes: list[dict] = field(default_factory=list)
+    implants: list[dict] = field(default_factory=list)
+    atlas: dict = field(default_factory=dict)
+    rois: list[dict] = field(default_factory=list)
+    scans: list[ScanRecords] = field(default_factory=list)
+    errors: list[IngestError] = field(default_factory=list)
+
+
+def read_study(study_dir, *, checksums: bool = True, series_path: str | None = None) -> StudyRecords:
+    """Read and validate a BIDS-style study folder (NIfTI BOLD + NWB LFP) into table rows.
+
+    Everything is validated before returning. Problems that concern the whole study (no
+    ``dataset_description.json`` or ``participants.tsv``, an unreadable atlas, a missing mask)
+    raise :class:`IngestError`. A scan with any problem is left out of ``scans`` entirely and
+    its errors are listed in ``errors``; a session or subject problem (no row in
+    ``sub-XX_sessions.tsv``, a bad state, no row in ``participants.tsv``) leaves out all its scans
+    with one error. Implants and probe types come from the good scans' NWB files.
+
+    Parameters
+    ----------
+    study_dir : path
+        The study folder (see the layout contract).
+    checksums : bool
+        Compute SHA-256 of every NWB and NIfTI file (streams the whole file: ~3 GB per paper-size
+        scan). False leaves ``bold_sha256`` and ``nwb_sha256`` as ``""``.
+    series_path : str, optional
+        HDF5 path of the raw ElectricalSeries when NWB files hold several candidates.
+
+    Examples
+    --------
+    >>> records = read_study("/data/lfpbold-study")  # doctest: +SKIP
+    >>> [str(e) for e in records.errors]  # doctest: +SKIP
+    ['sub-02/ses-sedated01/ecephys/sub-02_ses-sedated01_task-rest_run-2_ecephys.nwb: scanner_volumes: 290 triggers but the BOLD run has 300 volumes']
+    """
+    study_dir = Path(study_dir).absolute()
+    try:
+        return _read_study(study_dir, checksums, series_path)
+    except IngestError as err:
+        raise err.reroot(study_dir) from None
+
+
+def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
+    if not study_dir.is_dir():
+        raise IngestError(study_dir, "file", "not a folder")
+    desc = read_dataset_description(study_dir)
+    participants = read_participants(study_dir)
+    atlas, rois = read_atlas(study_dir)
+    regions = [r["region"] for r in rois]
+    records = StudyRecords(study_dir=study_dir, name=str(desc["Name"]), atlas=atlas, rois=rois)
+    errors = records.errors
+    probes, implants, nwb_subjects = {}, {}, {}
+
+    for sub_dir in sorted(p for p in study_dir.glob("sub-*") if p.is_dir()):
+        sub = sub_dir.name[len("sub-"):]
+        if sub not in participants:
+            errors.append(IngestError(study_dir / "participants.tsv", "participant_id",
+                                      f"no row for sub-{sub}, whose folder {sub_dir.name}/ holds data"))
+            continue
+        try:
+            sessions, sessions_tsv = read_sessions(sub_dir, sub)
+        except IngestError as err:
+            errors.append(err)
+            continue
+        for loose in ("func", "ecephys"):
+            if (sub_dir / loose).is_dir():
+                errors.append(IngestError(sub_dir / loose, "ses", "runs must sit in a ses-<label> folder"))
+        for ses_dir in sorted(p for p in sub_dir.glob("ses-*") if p.is_dir()):
+            ses = ses_dir.name[len("ses-"):]
+            if ses not in sessions:
+                errors.append(IngestError(sessions_tsv, "session_id",
+                                          f"no row for ses-{ses}, whose folder holds data"))
+                continue
+            if "error" in sessions[ses]:
+                errors.append(sessions[ses]["error"])
+                continue
+            records.sessions.append({"subject": sub, "session": ses, "state": sessions[ses]["state"],
+                                     "session_datetime": sessions[ses]["session_datetime"],
+                                     "session_dir": str(ses_dir)})
+            taken = {}
+            for prefix, files in _runs(ses_dir, sub, ses, errors):
+                scan_errors = []
+                result = _read_scan(study_dir, sub, ses, prefix, files, atlas, regions,
+                                    checksums, series_path, scan_errors)
+                if result is not None:
+                    scan, nwb = result
+                    run = scan.key["run"]
+                    if run in taken:
+                        scan_errors.append(IngestError(scan.fmri["bold_path"], "run",
+                                                       f"run {run} of ses-{ses} is also {taken[run]}"))
+                    else:
+                        _merge(sub, nwb, probes, implants, scan_errors)
+                if scan_errors:
+                    errors.extend(scan_errors)
+                    continue
+                taken[run] = prefix
+                nwb_subjects.setdefault(sub, nwb["subject"])
+                records.scans.append(scan)
+
+    for sub, row in participants.items():
+        fallback = nwb_subjects.get(sub, {})
+        for attr, default in _SUBJECT_DEFAULTS.items():
+            if row.get(attr) is None:
+                value = fallback.get(attr)
+                row[attr] = default if value is None else value
+        row["sex"] = str(row["sex"])[:8]
+        records.subjects.append(row)
+    records.probe_types = [{k: p[k] for k in ("probe_type", "manufacturer", "probe_description", "n_electrodes")}
+                           for p in probes.values()]
+    records.electrodes = [{"probe_type": name, "electrode": e, "depth_um": d}
+                          for name, p in probes.items() for e, d in sorted(p["electrodes"].items())]
+    records.implants = list(implants.values())
+    for err in errors:
+        err.reroot(study_dir)
+    return records
+
+
+def _runs(ses_dir: Path, sub: str, ses: str, errors: list):
+    """(prefix, {"bold"|"sidecar"|"motion"|"ecephys": path}) for every run with a BOLD or NWB file."""
+    runs = {}
+    candidates = [*ses_dir.glob("func/*_bold.nii"), *ses_dir.glob("func/*_bold.nii.gz"),
+                  *ses_dir.glob("func/*_bold.json"), *ses_dir.glob("func/*_motion.tsv"),
+                  *ses_dir.glob("ecephys/*_ecephys.nwb")]
+    for path in sorted(candidates):
+        ents, suffix, ext = parse_entities(path.name)
+        if ents.get("sub") != sub or ents.get("ses") != ses:
+            errors.append(IngestError(path, "file", f"name does not match its folder sub-{sub}/ses-{ses}/"))
+            continue
+        prefix = path.name[: path.name.rindex("_" + suffix)]
+        kind = "sidecar" if (suffix, ext) == ("bold", ".json") else suffix
+        runs.setdefault(prefix, {})[kind] = path
+    for prefix, files in sorted(runs.items()):
+        if "bold" in files or "ecephys" in files:
+            yield prefix, files
+
+
+def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors):
+    """(ScanRecords, NWB extras) for one run, or None with ``errors`` filled."""
+    func, ecephys = study_dir / f"sub-{sub}" / f"ses-{ses}" / "func", \
+        study_dir / f"sub-{sub}" / f"ses-{ses}" / "ecephys"
+    ents, _, _ = parse_entities(prefix + "_x")
+    bold_path, nwb_path = files.get("bold"), files.get("ecephys")
+    try:
+        run = int(ents.get("run", "1"))
+    except ValueError:
+        errors.append(IngestError(bold_path or nwb_path, "run", f"{ents['run']!r} is not a run number"))
+        return None
+    key = {"subject": sub, "session": ses, "run": run}
+
+    sidecar = header = motion = None
+    motion_path = files.get("motion", func / f"{prefix}_motion.tsv")
+    if bold_path is None:
+        errors.append(IngestError(func / f"{prefix}_bold.nii.gz", "file",
+                                  f"missing: {nwb_path.name} has no BOLD run"))
+    else:
+        t_r = None
+        try:
+            sidecar, chain = read_sidecar(study_dir, files.get("sidecar", func / f"{prefix}_bold.json"))
+            t_r = float(sidecar["RepetitionTime"])
+        except IngestError as err:
+            errors.append(err)
+        try:
+            header = read_bold_header(bold_path, atlas, t_r)
+        except IngestError as err:
+            errors.append(err)
+        if sidecar is not None and header is not None:
+            _check_slice_timing(sidecar, chain, header, t_r, errors)
+        if not motion_path.exists():
+            errors.append(IngestError(motion_path, "file", "missing (realignment parameters of the BOLD run)"))
+        elif header is not None:
+            try:
+                motion = read_motion(motion_path, header["shape"][3])
+            except IngestError as err:
+                errors.append(err)
+
+    nwb = None
+    if nwb_path is None:
+        errors.append(IngestError(ecephys / f"{prefix}_ecephys.nwb", "file",
+                                  f"missing: {bold_path.name} has no NWB file"))
+    else:
+        try:
+            nwb = read_nwb(nwb_path, regions=regions, series_path=series_path)
+        except IngestError as err:
+            errors.append(err)
+    if nwb is not None:
+        nwb_sub = nwb["subject"].get("subject_id")
+        if nwb_sub is not None and nwb_sub not in (sub, f"sub-{sub}"):
+            errors.append(IngestError(nwb_path, "subject/subject_id",
+                                      f"{nwb_sub!r} but the file sits in sub-{sub}/"))
+        if header is not None:
+            n_volumes, n_slices = header["shape"][3], header["shape"][2]
+            vol, sl = nwb["lfp"]["volume_triggers"], nwb["lfp"]["slice_triggers"]
+            if len(vol) != n_volumes:
+                errors.append(IngestError(nwb_path, "scanner_volumes",
+                                          f"{len(vol)} triggers but the BOLD run has {n_volumes} volumes"))
+            if len(sl) != n_volumes * n_slices:
+                errors.append(IngestError(
+                    nwb_path, "scanner_slices",
+                    f"{len(sl)} triggers but the BOLD run has {n_volumes} volumes x {n_slices} slices "
+                    f"= {n_volumes * n_slices}"))
+    if errors:
+        return None
+
+    fmri = {**key,
+            "bold_path": str(bold_path),
+            "bold_sha256": sha256(bold_path) if checksums else "",
+            "t_r": float(sidecar["RepetitionTime"]),
+            "n_volumes": header["shape"][3],
+            "shape": header["shape"],
+            "affine": header["affine"],
+            "slice_timing": (np.asarray(sidecar["SliceTiming"], dtype=np.float64)
+                             if sidecar.get("SliceTiming") is not None else None),
+            "motion": motion,
+            "motion_path": str(motion_path),
+            "sidecar": sidecar}
+    lfp = {**key, **nwb["lfp"], "nwb_sha256": sha256(nwb_path) if checksums else ""}
+    channels = [{**key, "subject": sub, **c} for c in nwb["channels"]]
+    scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp,
+                       channels=channels)
+    return scan, nwb
+
+
+def _check_slice_timing(sidecar, chain, header, t_r, errors):
+    timing = sidecar.get("SliceTiming")
+    if timing is None:
+        return
+    origin = next((p for p in reversed(chain) if "SliceTiming" in _keys(p)), chain[-1])
+    n_slices = header["shape"][2]
+    try:
+        values = np.asarray(timing, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        errors.append(IngestError(origin, "SliceTiming", "not a list of numbers"))
+        return
+    if values.size != n_slices:
+        errors.append(IngestError(origin, "SliceTiming",
+                                  f"{values.size} values but the BOLD run has {n_slices} slices"))
+    elif not np.all((values >= 0) & (values < t_r)):
+        errors.append(IngestError(origin, "SliceTiming", f"values must lie in [0, RepetitionTime = {t_r:g})"))
+
+
+def _keys(path):
+    import json
+    with open(path) as f:
+        return json.load(f).keys()
+
+
+def _merge(sub, nwb, probes, implants, errors):
+    """Fold one scan's implants and probe types into the study's, refusing contradictions."""
+    path = Path(nwb["lfp"]["nwb_path"])
+    for region, implant in nwb["implants"].items():
+        row = {"subject": sub, **implant}
+        known = implants.get((sub, region))
+        if known is None:
+            continue
+        for attr in ("probe_type", "hemisphere", "ap_mm", "ml_mm", "dv_mm"):
+            a, b = known[attr], row[attr]
+            same = math.isclose(a, b, abs_tol=1e-6) if isinstance(a, float) else a == b
+            if not same:
+                errors.append(IngestError(path, f"electrodes/{attr}",
+                                          f"sub-{sub} {region} implant: {b!r} here but {a!r} in an earlier scan"))
+    if errors:
+        return
+    for region, implant in nwb["implants"].items():
+        implants.setdefault((sub, region), {"subject": sub, **implant})
+    for name, probe in nwb["probe_types"].items():
+        known = probes.setdefault(name, {**probe, "electrodes": dict(probe["electrodes"])})
+        known["n_electrodes"] = max(known["n_electrodes"], probe["n_electrodes"])
+        for e, d in probe["electrodes"].items():
+            known["electrodes"].setdefault(e, d)
