@@ -5,8 +5,15 @@ Schemas in :mod:`lfpbold.schemas`, algorithms in :mod:`lfpbold.plugins`, readers
 
 __version__ = "0.1.0"
 
-from .db import connect  # noqa: E402
-from .pipeline import ingest_study, populate  # noqa: E402
-from .results import results  # noqa: E402
-
 __all__ = ["connect", "ingest_study", "populate", "results", "__version__"]
+
+_LAZY = {"connect": "db", "ingest_study": "pipeline", "populate": "pipeline", "results": "query"}
+
+
+def __getattr__(name):
+    # Lazy, so that `import lfpbold.plugins` or `lfpbold.ingest` does not pull in DataJoint.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'lfpbold' has no attribute {name!r}")

@@ -165,7 +165,7 @@ def _print_results(df, fmt):
 @click.pass_context
 def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset):
     """The paper-style table: spatial and temporal r per state, region and band."""
-    from lfpbold.results import results as compute
+    from lfpbold.query import results as compute
 
     groups = [b.strip() for b in by.split(",") if b.strip()]
     bad = set(groups) - set(BY_CHOICES)
@@ -218,7 +218,7 @@ def demo(ctx, work_dir, subjects, processes, seed):
     a real study on the same database.
     """
     from lfpbold.db import lfpbold_home
-    from lfpbold.results import results as compute
+    from lfpbold.query import results as compute
     from lfpbold.simulate import simulate_study
 
     if ctx.obj.get("prefix") is None:

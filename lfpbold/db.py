@@ -193,6 +193,8 @@ def connect(
         warnings.filterwarnings("ignore", "MariaDB is not officially supported")
         connection = dj.Connection(host, user, password or "", port, use_tls=False if embedded else None, backend=backend)
     store_dir = _configure_store(home_path)
+    if pipeline.arrays_in_table(connection):
+        store_dir = "in the tables (MariaDB: DataJoint cannot use an external store there)"
     pipeline.activate(prefix, connection)
     return Database(
         backend=backend,

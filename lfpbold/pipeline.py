@@ -31,15 +31,37 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
     :class:`datajoint.Schema`, so one process can switch between prefixes or servers (tests do).
     """
     schemas = {}
+    in_table = arrays_in_table(connection)
     for name, module in _modules().items():
         template = module.schema  # never activated: it only remembers the classes, in order
         active = dj.Schema(connection=connection)
         active.activate(prefix + name, connection=connection)
         for cls, context in template.declare_list:
+            _set_definitions(cls, in_table)
             active(cls, context=context)
         module.active_schema = active
         schemas[name] = active
     return schemas
+
+
+def arrays_in_table(connection: dj.Connection) -> bool:
+    """True on MariaDB, where large arrays stay in the table instead of the ``lfpbold`` store.
+
+    MariaDB's JSON is LONGTEXT underneath, so DataJoint 2.3 reads a store column back as text and
+    cannot write the store's metadata (a dict) through PyMySQL. MySQL 8 and PostgreSQL are unaffected.
+    """
+    if connection.adapter.backend != "mysql":
+        return False
+    return "mariadb" in str(connection.query("SELECT @@version").fetchone()[0]).lower()
+
+
+def _set_definitions(cls, in_table: bool) -> None:
+    import inspect
+
+    for table in [cls] + [p for p in vars(cls).values() if inspect.isclass(p) and issubclass(p, dj.Part)]:
+        original = table.__dict__.get("_store_definition", table.definition)
+        table._store_definition = original
+        table.definition = original.replace("@lfpbold>", ">") if in_table else original
 
 
 def computed_tables() -> list:
@@ -70,12 +92,12 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
     report = IngestReport(errors=list(records.errors))
     conn = acq.Subject.connection
     with conn.transaction:
-        acq.Region.insert(({"region": r["region"], "region_name": r["region"]} for r in records.implants),
-                          skip_duplicates=True)
+        regions = {r["region"] for r in records.implants} | {r["region"] for r in records.rois}
+        acq.Region.insert(({"region": r, "region_name": r} for r in sorted(regions)), skip_duplicates=True)
         acq.Subject.insert(records.subjects, skip_duplicates=True)
         acq.Session.insert(records.sessions, skip_duplicates=True)
         acq.ProbeType.insert(records.probe_types, skip_duplicates=True)
-        acq.ProbeType.Electrode.insert(records.electrodes, skip_duplicates=True)
+        acq.ProbeType.Electrode.insert((_nan_to_null(e) for e in records.electrodes), skip_duplicates=True)
         acq.Implant.insert(records.implants, skip_duplicates=True)
         acq.Atlas.insert1(records.atlas, skip_duplicates=True)
         acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
@@ -97,6 +119,11 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
             acq.LFPRecording.Channel.insert(scan.channels)
         report.inserted.append(scan.key)
     return report
+
+
+def _nan_to_null(row: dict) -> dict:
+    # MySQL has no NaN; an unknown value is NULL on every backend.
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
 
 
 def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress: bool = True,
@@ -122,13 +149,14 @@ def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress
     from lfpbold.schemas import cohort
 
     echo = echo or (lambda s: None)
-    stale = cohort.Cohort().stale()
-    for key in stale:  # new or removed scans: recompute the cohort row from the scans there are now
-        (cohort.Cohort & key).delete(prompt=False)
-    if stale:
-        echo(f"Cohort: {len(stale)} row(s) out of date, recomputing")
     outcome = {}
     for table in computed_tables():
+        if table is cohort.Cohort:  # only now are the new scans' per-scan rows there to compare with
+            stale = cohort.Cohort().stale()
+            for key in stale:
+                (cohort.Cohort & key).delete(prompt=False)
+            if stale:
+                echo(f"Cohort: {len(stale)} row(s) summarise an older set of scans; recomputing")
         if reserve_jobs and orphan_timeout is not None:
             table.jobs.refresh(orphan_timeout=orphan_timeout)
         todo = len(table.key_source - table.proj())

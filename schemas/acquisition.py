@@ -18,8 +18,8 @@ class State(dj.Lookup):
     state_description : varchar(255)
     """
     contents = [
-        ("sedated", "dexmedetomidine + 0.3% isoflurane"),
-        ("awake", "restrained, acclimated"),
+        {"state": "sedated", "state_description": "dexmedetomidine + 0.3% isoflurane"},
+        {"state": "awake", "state_description": "restrained, acclimated"},
     ]
 
 
@@ -32,8 +32,8 @@ class Region(dj.Lookup):
     region_name : varchar(128)
     """
     contents = [
-        ("ACC", "anterior cingulate cortex"),
-        ("M1", "primary motor cortex"),
+        {"region": "ACC", "region_name": "anterior cingulate cortex"},
+        {"region": "M1", "region_name": "primary motor cortex"},
     ]
 
 
@@ -81,7 +81,7 @@ class ProbeType(dj.Manual):
         -> master
         electrode : int32              # index of the contact on the probe
         ---
-        depth_um : float64             # position along the shank
+        depth_um = null : float64      # position along the shank, when the file says
         """
 
 

@@ -65,8 +65,8 @@ class CleanLFP(dj.Computed):
 
     @property
     def key_source(self):
-        rec = acquisition.LFPRecording * acquisition.Implant * params.LFPParams
-        return rec & acquisition.LFPRecording.Channel
+        rec = acquisition.LFPRecording.proj() * acquisition.Implant.proj() * params.LFPParams.proj()
+        return rec & acquisition.LFPRecording.Channel.proj()
 
     def make_fetch(self, key):
         rec = (acquisition.LFPRecording & key).fetch1("nwb_path", "nwb_sha256", "series_path", "sampling_rate")
@@ -221,7 +221,7 @@ class SeedMap(dj.Computed):
 
     @property
     def key_source(self):
-        return (PreprocessedBold & {"excluded": False}) * acquisition.Implant
+        return (PreprocessedBold & {"excluded": False}).proj() * acquisition.Implant.proj()
 
     def make_fetch(self, key):
         return ((PreprocessedBold & key).fetch1("data_digest"),)
@@ -256,7 +256,7 @@ class LFPPowerMap(dj.Computed):
 
     @property
     def key_source(self):
-        return BandPower * (PreprocessedBold & {"excluded": False})
+        return BandPower.proj() * (PreprocessedBold & {"excluded": False}).proj()
 
     def make_fetch(self, key):
         return ((PreprocessedBold & key).fetch1("data_digest"),)

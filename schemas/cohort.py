@@ -7,7 +7,7 @@ import datajoint as dj
 import numpy as np
 
 from lfpbold.plugins.maps import group_mean_map
-from lfpbold.results import COLUMNS, SCAN_KEY, scan_set_hash, scan_table, summarize_group
+from lfpbold.query import COLUMNS, SCAN_KEY, scan_set_hash, scan_table, summarize_group
 
 from . import acquisition, analysis, params
 
@@ -51,8 +51,9 @@ class Cohort(dj.Computed):
 
     @property
     def key_source(self):
-        groups = acquisition.State * acquisition.Region * params.LFPParams * params.BandPowerParams * params.BoldParams
-        return groups & (analysis.SpatialSimilarity * acquisition.Session.proj("state"))
+        groups = (acquisition.State.proj() * acquisition.Region.proj() * params.LFPParams.proj()
+                  * params.BandPowerParams.proj() * params.BoldParams.proj())
+        return groups & (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
 
     @staticmethod
     def _scans(key, band_set):

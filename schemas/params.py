@@ -39,14 +39,20 @@ class FrequencyBand(dj.Lookup):
     high_hz : float64
     band_order : int32                 # display order within its set
     """
-    contents = [(n, "classic", lo, hi, i) for i, (n, lo, hi) in enumerate(CLASSIC_BANDS)] + [
-        (n, "one_hz", lo, hi, i) for i, (n, lo, hi) in enumerate(_one_hz_bands())
+    contents = [
+        {"band": n, "band_set": band_set, "low_hz": lo, "high_hz": hi, "band_order": i}
+        for band_set, bands in (("classic", CLASSIC_BANDS), ("one_hz", _one_hz_bands()))
+        for i, (n, lo, hi) in enumerate(bands)
     ]
 
 
 def params_hash(params: dict) -> str:
     """A stable digest of a parameter dict (key order does not matter)."""
     return hashlib.md5(json.dumps(params, sort_keys=True, default=float).encode()).hexdigest()
+
+
+def _paramset(number: int, params: dict, description: str, key: str) -> dict:
+    return {key: number, "params": params, "params_hash": params_hash(params), "paramset_description": description}
 
 
 class _ParamSet:
@@ -84,8 +90,7 @@ class _ParamSet:
         if paramset is None:
             numbers = table.to_arrays(table.primary_key[0]) if len(table) else []
             paramset = int(max(numbers, default=-1)) + 1
-        table.insert1({table.primary_key[0]: paramset, "params": params, "params_hash": digest,
-                       "paramset_description": description})
+        table.insert1(_paramset(paramset, params, description, table.primary_key[0]))
         return paramset
 
     @classmethod
@@ -126,10 +131,8 @@ class LFPParams(_ParamSet, dj.Lookup):
 
     # One default per family, so a plain populate computes the study's analysis once; the
     # alternatives above are one insert_new_params() away.
-    contents = [
-        (0, default_params.__func__(), params_hash(default_params.__func__()),
-         "study: template-regression MR artifact removal + notches (Tu & Zhang 2022); phase-aligned mean"),
-    ]
+    contents = [_paramset(0, default_params.__func__(), "study: template-regression MR artifact removal + "
+                                                        "notches (Tu & Zhang 2022); phase-aligned mean", "lfp_paramset")]
 
 
 @schema
@@ -153,10 +156,8 @@ class BandPowerParams(_ParamSet, dj.Lookup):
             "band_sets": ["classic", "one_hz"],
         }
 
-    contents = [
-        (0, default_params.__func__(), params_hash(default_params.__func__()),
-         "study: spectrogram 1 s / 0.1 s, bands classic + 1 Hz, SPM HRF p=[4 4 1 1 6 0 32]"),
-    ]
+    contents = [_paramset(0, default_params.__func__(), "study: spectrogram 1 s / 0.1 s, bands classic + 1 Hz, "
+                                                        "SPM HRF p=[4 4 1 1 6 0 32]", "band_paramset")]
 
 
 @schema
@@ -188,7 +189,5 @@ class BoldParams(_ParamSet, dj.Lookup):
                           "radius_mm": 5.0},
         }
 
-    contents = [
-        (0, default_params.__func__(), params_hash(default_params.__func__()),
-         "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/global regression, band-pass 0.01-0.1 Hz"),
-    ]
+    contents = [_paramset(0, default_params.__func__(), "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/"
+                                                        "global regression, band-pass 0.01-0.1 Hz", "bold_paramset")]

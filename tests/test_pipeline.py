@@ -26,7 +26,7 @@ def _counts():
 
 def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     from lfpbold.export import export_maps
-    from lfpbold.results import results
+    from lfpbold.query import results
     from lfpbold.schemas import analysis, cohort
 
     truth = json.loads((small_study / "ground_truth.json").read_text())
@@ -92,13 +92,13 @@ def sedated_study(tmp_path_factory):
     from lfpbold.simulate import simulate_study
 
     out = tmp_path_factory.mktemp("sedated") / "study"
-    simulate_study(out, subjects=3, sessions=1, scans=3, regions=("ACC", "M1"), states=("sedated",), seed=11,
+    simulate_study(out, subjects=3, sessions=2, scans=3, regions=("ACC", "M1"), states=("sedated",), seed=11,
                    size="small", true_temporal_r=0.59, cnr=1.3)
     return out
 
 
 def test_recovers_the_simulated_truth(embedded_db, sedated_study):
-    from lfpbold.results import results
+    from lfpbold.query import results
 
     truth = json.loads((sedated_study / "ground_truth.json").read_text())
     assert not ingest_study(sedated_study).errors
@@ -160,7 +160,7 @@ def test_bad_scan_is_reported_and_the_rest_inserted(embedded_db, small_study, tm
 
 
 def test_parameter_sets_side_by_side(embedded_db, small_study):
-    from lfpbold.results import results
+    from lfpbold.query import results
     from lfpbold.schemas import analysis, params
 
     assert not ingest_study(small_study).errors
