@@ -162,8 +162,9 @@ def _print_results(df, fmt):
 @click.option("--lfp-paramset", default=0, show_default=True)
 @click.option("--band-paramset", default=0, show_default=True)
 @click.option("--bold-paramset", default=0, show_default=True)
+@click.option("--relation-paramset", default=0, show_default=True)
 @click.pass_context
-def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset):
+def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, relation_paramset):
     """The paper-style table: spatial and temporal r per state, region and band."""
     from lfpbold.query import results as compute
 
@@ -173,7 +174,7 @@ def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset):
         raise click.BadParameter(f"{sorted(bad)}; choose from {', '.join(BY_CHOICES)}", param_hint="--by")
     _connect(ctx)
     _print_results(compute(by=groups, band_set=band_set, lfp_paramset=lfp_paramset, band_paramset=band_paramset,
-                           bold_paramset=bold_paramset), fmt)
+                           bold_paramset=bold_paramset, relation_paramset=relation_paramset), fmt)
 
 
 @main.group()

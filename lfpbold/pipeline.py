@@ -69,7 +69,8 @@ def computed_tables() -> list:
     from lfpbold.schemas import analysis, cohort
 
     return [analysis.CleanLFP, analysis.BandPower, analysis.PreprocessedBold, analysis.SeedMap,
-            analysis.LFPPowerMap, analysis.TemporalCorrelation, analysis.SpatialSimilarity, cohort.Cohort]
+            analysis.LFPPowerMap, analysis.TemporalCorrelation, analysis.SpatialSimilarity, analysis.HRFSensitivity,
+            analysis.LagCorrelation, analysis.LFPRemoval, cohort.Cohort]
 
 
 @dataclass

@@ -1,84 +1,78 @@
 """The paper-style results table: spatial and temporal LFP-BOLD relationships per group of scans.
 
-One function summarises any group of scans; the Cohort table stores it per (state, region), and
-:func:`results` applies it to any grouping (e.g. per subject).
+:func:`summarize_cohort` summarises any group of scans; the Cohort table stores it per (state,
+region), and :func:`results` applies it to any grouping (e.g. per subject), so both agree.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from lfpbold.plugins.maps import group_mean_map, spatial_similarity
+from lfpbold.plugins.noise_ceiling import estimate_cnr, infer_true_r, simulate_noise_ceiling
 from lfpbold.plugins.stats import one_sample_ttest, paired_ttest
+from lfpbold.plugins.temporal import fisher_z_mean, peak_lag
 
-__all__ = ["results", "summarize_group", "scan_table", "COLUMNS"]
+__all__ = ["results", "summarize_cohort", "gather", "scan_table", "COLUMNS", "GROUP_COLUMNS", "BAND_COLUMNS"]
 
-GROUPABLE = ("subject", "state", "region", "band", "session")
-COLUMNS = ["spatial_r", "spatial_r2", "scanwise_spatial_r", "spatial_t", "spatial_p", "temporal_r", "temporal_t",
-           "temporal_p", "spatial_vs_temporal_t", "spatial_vs_temporal_p", "n_scans", "n_subjects", "n_excluded"]
+GROUPABLE = ("subject", "session", "state", "region", "band")
 SCAN_KEY = ["subject", "session", "run"]
+#: per group (the same for every band of the group)
+GROUP_COLUMNS = ["cnr", "removal_ols_r", "removal_soft_r", "removal_censor_r", "n_scans", "n_subjects", "n_excluded"]
+#: per group and band
+BAND_COLUMNS = ["spatial_r", "spatial_r2", "scanwise_spatial_r", "spatial_t", "spatial_p", "temporal_r",
+                "temporal_r_fisher", "temporal_t", "temporal_p", "spatial_vs_temporal_t", "spatial_vs_temporal_p",
+                "spearman_r", "mutual_info", "shuffled_r", "peak_lag_s", "inferred_true_r",
+                "temporal_variance_explained"]
+COLUMNS = BAND_COLUMNS + GROUP_COLUMNS
 
 
-def summarize_group(scans: pd.DataFrame, seed_maps: np.ndarray, power_maps: np.ndarray, n_excluded: int = 0) -> dict:
-    """Summarise one group of scans for one band.
+@dataclass
+class Gathered:
+    """Per-scan values and maps of one parameter-set combination, keyed by (subject, session, run, region)."""
 
-    Parameters
-    ----------
-    scans : DataFrame
-        One row per scan (and implant) with ``spatial_r`` and ``temporal_r`` (per-scan values) and ``subject``.
-    seed_maps, power_maps : ndarray of shape (n_scans, n_voxels)
-        The scans' seed maps and this band's LFP power maps, rows in the order of ``scans``.
-    n_excluded : int
-        Scans of the group left out by motion screening.
+    scans: pd.DataFrame  # one row per scan, implant and band
+    seed_maps: dict = field(default_factory=dict)
+    power_maps: dict = field(default_factory=dict)  # key + (band,)
+    removal_maps: dict = field(default_factory=dict)  # key + (method,)
+    lag_curves: dict = field(default_factory=dict)  # key + (band,) -> (lags_s, r)
+    excluded: pd.DataFrame | None = None  # scan x implant rows left out by motion screening
+    n_volumes: int = 0
 
-    Returns
-    -------
-    dict with the keys of :data:`COLUMNS`.
-    """
-    spatial = one_sample_ttest(scans["spatial_r"].to_numpy(float))
-    temporal = one_sample_ttest(scans["temporal_r"].to_numpy(float))
-    paired = paired_ttest(scans["spatial_r"].to_numpy(float), scans["temporal_r"].to_numpy(float))
-    group_r = spatial_similarity(group_mean_map(power_maps), group_mean_map(seed_maps)) if len(scans) else np.nan
-    return {
-        "spatial_r": group_r,
-        "spatial_r2": group_r**2,
-        "scanwise_spatial_r": spatial["mean"],
-        "spatial_t": spatial["t"],
-        "spatial_p": spatial["p"],
-        "temporal_r": temporal["mean"],
-        "temporal_t": temporal["t"],
-        "temporal_p": temporal["p"],
-        "spatial_vs_temporal_t": paired["t"],
-        "spatial_vs_temporal_p": paired["p"],
-        "n_scans": int(len(scans)),
-        "n_subjects": int(scans["subject"].nunique()) if len(scans) else 0,
-        "n_excluded": int(n_excluded),
-    }
+
+def _nan(value):
+    """A float for the database, None for missing (MySQL has no NaN)."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def scan_set_hash(scans: pd.DataFrame) -> str:
     """Identifies which scans a cohort row was computed from, so a stale row can be found."""
-    keys = sorted(map(tuple, scans[SCAN_KEY].astype(str).to_numpy().tolist()))
+    keys = sorted(set(map(tuple, scans[SCAN_KEY].astype(str).to_numpy().tolist())))
     return hashlib.md5(repr(keys).encode()).hexdigest()
 
 
-def _paramset_restriction(lfp_paramset, band_paramset, bold_paramset) -> dict:
-    return {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset}
+def _restr(lfp_paramset, band_paramset, bold_paramset, relation_paramset=None) -> dict:
+    r = {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset}
+    if relation_paramset is not None:
+        r["relation_paramset"] = relation_paramset
+    return r
 
 
-def scan_table(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int = 0,
+def scan_table(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int = 0, relation_paramset: int = 0,
                band_set: str = "classic", restriction=None) -> pd.DataFrame:
-    """Per-scan, per-implant, per-band spatial and temporal r with the scan's state (a DataFrame)."""
+    """Per scan, implant and band: spatial r, temporal r (Pearson, Spearman, MI, shuffled) and peak lag."""
     from lfpbold.schemas import acquisition, analysis, params
 
-    restr = _paramset_restriction(lfp_paramset, band_paramset, bold_paramset)
+    restr = _restr(lfp_paramset, band_paramset, bold_paramset)
     query = (
         analysis.SpatialSimilarity.Band.proj(spatial_r="r")
-        * analysis.TemporalCorrelation.Band.proj(temporal_r="r")
+        * analysis.TemporalCorrelation.Band.proj("spearman_r", "mutual_info", "shuffled_r", temporal_r="r")
         * acquisition.Session.proj("state")
         * (params.FrequencyBand & {"band_set": band_set}).proj("band_order")
         & restr
@@ -86,27 +80,153 @@ def scan_table(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: 
     if restriction is not None:
         query = query & restriction
     df = query.to_pandas().reset_index()
+    lags = (analysis.LagCorrelation.Band & restr & {"relation_paramset": relation_paramset}).proj("peak_lag_s")
+    lags = lags.to_pandas().reset_index()
+    on = SCAN_KEY + ["region", "band"] + list(restr)
+    if lags.empty:
+        df["peak_lag_s"] = np.nan
+    else:
+        df = df.merge(lags[on + ["peak_lag_s"]], on=on, how="left")
     return df.sort_values(["state", "region", "band_order", *SCAN_KEY]).reset_index(drop=True)
 
 
-def _excluded_scans(bold_paramset: int) -> pd.DataFrame:
-    """Scans (per implant) that motion screening left out."""
+def gather(*, lfp_paramset=0, band_paramset=0, bold_paramset=0, relation_paramset=0, band_set="classic",
+           restriction=None) -> Gathered:
+    """Everything :func:`summarize_cohort` needs, fetched once."""
     from lfpbold.schemas import acquisition, analysis
 
-    query = analysis.PreprocessedBold & {"bold_paramset": bold_paramset} & {"excluded": True}
-    query = query.proj() * acquisition.Session.proj("state") * acquisition.Implant.proj()
-    return query.to_pandas().reset_index()
+    restr = _restr(lfp_paramset, band_paramset, bold_paramset)
+    scans = scan_table(**restr, relation_paramset=relation_paramset, band_set=band_set, restriction=restriction)
+    g = Gathered(scans=scans)
+    if scans.empty:
+        return g
+    keyed = lambda df, extra=(): (  # noqa: E731
+        [tuple(r) for r in df[SCAN_KEY + ["region", *extra]].itertuples(index=False)])
+    seed = (analysis.SeedMap & {"bold_paramset": bold_paramset}).proj("seed_map").to_pandas().reset_index()
+    g.seed_maps = dict(zip(keyed(seed), seed["seed_map"]))
+    bands = [{"band": b} for b in scans["band"].unique()]
+    power = (analysis.LFPPowerMap.Band & restr & bands).proj("power_map").to_pandas().reset_index()
+    g.power_maps = dict(zip(keyed(power, ["band"]), power["power_map"]))
+    removal = (analysis.LFPRemoval.Method & restr & {"relation_paramset": relation_paramset}).proj("seed_map")
+    removal = removal.to_pandas().reset_index()
+    if not removal.empty:
+        g.removal_maps = dict(zip(keyed(removal, ["removal"]), removal["seed_map"]))
+    lags = (analysis.LagCorrelation.Band & restr & {"relation_paramset": relation_paramset} & bands
+            & "peak_lag_s IS NOT NULL").proj("lags_s", "r").to_pandas().reset_index()
+    if not lags.empty:
+        g.lag_curves = dict(zip(keyed(lags, ["band"]), zip(lags["lags_s"], lags["r"])))
+    excluded = (analysis.PreprocessedBold & {"bold_paramset": bold_paramset} & {"excluded": True}).proj()
+    excluded = (excluded * acquisition.Session.proj("state") * acquisition.Implant.proj()).to_pandas().reset_index()
+    g.excluded = excluded.reindex(columns=[*SCAN_KEY, "region", "state"])  # keeps the columns when empty
+    n_kept = (analysis.PreprocessedBold & {"bold_paramset": bold_paramset} & {"excluded": False}).to_arrays("n_kept")
+    g.n_volumes = int(np.median(n_kept)) if len(n_kept) else 0
+    return g
+
+
+def _peak_of_mean_curve(curves) -> float:
+    """Peak lag of the cross-correlation averaged over scans (scans with an unbroken series)."""
+    curves = [c for c in curves if c is not None]
+    if not curves:
+        return np.nan
+    lags = curves[0][0]
+    return peak_lag(lags, np.mean([r for _, r in curves], axis=0), absolute=True)
+
+
+def _noise_ceiling(gamma: dict, n_scans: int, n_voxels: int, n_volumes: int, settings: dict):
+    """CNR (estimated from the gamma maps as the study did, or given) and the model's curves."""
+    cnr = settings.get("cnr", "estimate")
+    grid = np.round(np.arange(settings["cnr_grid"][0], settings["cnr_grid"][1] + settings["cnr_grid"][2] / 2,
+                              settings["cnr_grid"][2]), 10)
+    if cnr == "estimate":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cnr = estimate_cnr(group_r=gamma["spatial_r"], mean_scan_r=gamma["scanwise_spatial_r"],
+                                   n_trials=n_scans, n_timepoints=n_voxels, cnr_grid=grid)
+        except (ValueError, TypeError):  # too few scans, or maps of opposite sign: no estimate
+            return np.nan, None
+    return float(cnr), grid
+
+
+def summarize_cohort(scans: pd.DataFrame, data: Gathered, *, relation: dict, n_excluded: int = 0):
+    """Summarise one group of scans (all bands): the group's values and one dict per band.
+
+    Parameters
+    ----------
+    scans : DataFrame
+        The group's rows of :func:`scan_table` (one per scan, implant and band).
+    data : Gathered
+        Maps for those scans.
+    relation : dict
+        The RelationParams parameters (noise ceiling, removal methods).
+    n_excluded : int
+        Scans of the group left out by motion screening.
+
+    Returns
+    -------
+    group : dict
+        :data:`GROUP_COLUMNS` plus ``noise_ceiling`` (cnr grid and curves, or None).
+    bands : list of dict
+        ``band`` and :data:`BAND_COLUMNS`, in the order of ``scans``.
+    """
+    per_scan = scans.drop_duplicates(SCAN_KEY + ["region"])
+    keys = [tuple(r) for r in per_scan[SCAN_KEY + ["region"]].itertuples(index=False)]
+    seeds = np.stack([data.seed_maps[k] for k in keys])
+    group_seed = group_mean_map(seeds)
+    bands = []
+    for band, df in scans.groupby("band", sort=False):
+        bkeys = [tuple(r) for r in df[SCAN_KEY + ["region"]].itertuples(index=False)]
+        powers = np.stack([data.power_maps[k + (band,)] for k in bkeys])
+        bseeds = np.stack([data.seed_maps[k] for k in bkeys])
+        spatial = one_sample_ttest(df["spatial_r"].to_numpy(float))
+        temporal = one_sample_ttest(df["temporal_r"].to_numpy(float))
+        paired = paired_ttest(df["spatial_r"].to_numpy(float), df["temporal_r"].to_numpy(float))
+        group_r = spatial_similarity(group_mean_map(powers), group_mean_map(bseeds))
+        bands.append({
+            "band": band, "spatial_r": group_r, "spatial_r2": group_r**2, "scanwise_spatial_r": spatial["mean"],
+            "spatial_t": spatial["t"], "spatial_p": spatial["p"], "temporal_r": temporal["mean"],
+            "temporal_r_fisher": fisher_z_mean(df["temporal_r"].to_numpy(float)),
+            "temporal_t": temporal["t"], "temporal_p": temporal["p"],
+            "spatial_vs_temporal_t": paired["t"], "spatial_vs_temporal_p": paired["p"],
+            "spearman_r": float(df["spearman_r"].mean()),
+            "mutual_info": float(df["mutual_info"].mean()) if df["mutual_info"].notna().any() else np.nan,
+            "shuffled_r": float(df["shuffled_r"].mean()) if df["shuffled_r"].notna().any() else np.nan,
+            "peak_lag_s": _peak_of_mean_curve([data.lag_curves.get(k + (band,)) for k in bkeys]),
+        })
+    nc = relation["noise_ceiling"]
+    gamma = next((b for b in bands if b["band"] == nc.get("band", "gamma")), None)
+    cnr, grid = (np.nan, None) if gamma is None else _noise_ceiling(gamma, len(keys), seeds.shape[1],
+                                                                    data.n_volumes, nc)
+    curves = None
+    for b in bands:
+        b["inferred_true_r"] = b["temporal_variance_explained"] = np.nan
+        if np.isfinite(cnr) and np.isfinite(b["temporal_r"]) and data.n_volumes >= 3:
+            inferred = infer_true_r(b["temporal_r"], cnr=cnr, n_trials=len(keys), n_timepoints=data.n_volumes)
+            b["inferred_true_r"], b["temporal_variance_explained"] = inferred["true_r"], inferred["variance_explained"]
+    if gamma is not None and np.isfinite(gamma["inferred_true_r"]):
+        sim = simulate_noise_ceiling(true_r=abs(gamma["inferred_true_r"]) or 1e-6, n_trials=len(keys),
+                                     n_timepoints=data.n_volumes, cnr_grid=grid)
+        curves = {"cnr_grid": grid, "true_r": abs(gamma["inferred_true_r"]), "mean_trial_r": sim["mean_trial_r"],
+                  "averaged_r": sim["averaged_r"]}
+    group = {"cnr": cnr, "n_scans": len(keys), "n_subjects": int(per_scan["subject"].nunique()),
+             "n_excluded": int(n_excluded), "noise_ceiling": curves}
+    for method in ("ols", "soft", "censor"):
+        maps = [data.removal_maps.get(k + (method,)) for k in keys]
+        group[f"removal_{method}_r"] = (spatial_similarity(group_mean_map(np.stack(maps)), group_seed)
+                                        if maps and all(m is not None for m in maps) else np.nan)
+    return group, bands
 
 
 def results(by: Sequence[str] = ("state", "region", "band"), *, lfp_paramset: int = 0, band_paramset: int = 0,
-            bold_paramset: int = 0, band_set: str = "classic", restriction=None) -> pd.DataFrame:
+            bold_paramset: int = 0, relation_paramset: int = 0, band_set: str = "classic",
+            restriction=None) -> pd.DataFrame:
     """The study's results table, one row per group (default: state x region x band).
 
     Parameters
     ----------
     by : sequence of {"subject", "session", "state", "region", "band"}
         Grouping. ``state``, ``region`` and ``band`` are always included.
-    lfp_paramset, band_paramset, bold_paramset : int
+    lfp_paramset, band_paramset, bold_paramset, relation_paramset : int
         Which parameter sets' results to summarise.
     band_set : {"classic", "one_hz"}
         The five named bands, or the 1-Hz bands.
@@ -124,32 +244,24 @@ def results(by: Sequence[str] = ("state", "region", "band"), *, lfp_paramset: in
     >>> df = lfpbold.results()                                      # doctest: +SKIP
     >>> df.query("band == 'gamma'")[["state", "region", "spatial_r", "temporal_r"]]  # doctest: +SKIP
     """
-    from lfpbold.schemas import analysis
+    from lfpbold.schemas import params
 
     unknown = set(by) - set(GROUPABLE)
     if unknown:
         raise ValueError(f"Cannot group by {sorted(unknown)}; choose from {list(GROUPABLE)}")
-    group_cols = [c for c in ("state", "region", "subject", "session", "band") if c in set(by) | {"state", "region", "band"}]
-    restr = _paramset_restriction(lfp_paramset, band_paramset, bold_paramset)
-    scans = scan_table(**restr, band_set=band_set, restriction=restriction)
-    if scans.empty:
-        return pd.DataFrame(columns=group_cols + COLUMNS)
-    seed = (analysis.SeedMap & {"bold_paramset": bold_paramset}).to_pandas().reset_index()
-    seed_maps = {tuple(r): m for r, m in zip(seed[SCAN_KEY + ["region"]].itertuples(index=False), seed["seed_map"])}
-    bands = [{"band": b} for b in scans["band"].unique()]
-    pmaps = (analysis.LFPPowerMap.Band & restr & bands).proj("power_map").to_pandas().reset_index()
-    power_maps = {tuple(r): m for r, m in zip(pmaps[SCAN_KEY + ["region", "band"]].itertuples(index=False),
-                                              pmaps["power_map"])}
-    excluded = _excluded_scans(bold_paramset)
+    group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]
+    data = gather(lfp_paramset=lfp_paramset, band_paramset=band_paramset, bold_paramset=bold_paramset,
+                  relation_paramset=relation_paramset, band_set=band_set, restriction=restriction)
+    if data.scans.empty:
+        return pd.DataFrame(columns=group_cols + ["band"] + COLUMNS)
+    relation = params.RelationParams.get_params({"relation_paramset": relation_paramset})
     rows = []
-    for group, df in scans.groupby(group_cols, sort=False):
-        keys = [tuple(r) for r in df[SCAN_KEY + ["region"]].itertuples(index=False)]
-        seeds = np.stack([seed_maps[k] for k in keys])
-        powers = np.stack([power_maps[k + (b,)] for k, b in zip(keys, df["band"])])
+    for group, df in data.scans.groupby(group_cols, sort=False):
         group_key = dict(zip(group_cols, group))
-        exc = excluded
-        for col in ("state", "region", "subject", "session"):
-            if col in group_key and col in exc:
-                exc = exc[exc[col] == group_key[col]]
-        rows.append({**group_key, **summarize_group(df, seeds, powers, n_excluded=len(exc))})
-    return pd.DataFrame(rows, columns=group_cols + COLUMNS)
+        exc = data.excluded
+        for col, value in group_key.items():
+            exc = exc[exc[col] == value]
+        summary, bands = summarize_cohort(df, data, relation=relation, n_excluded=len(exc))
+        for b in bands:
+            rows.append({**group_key, **b, **{c: summary[c] for c in GROUP_COLUMNS}})
+    return pd.DataFrame(rows, columns=group_cols + ["band"] + COLUMNS)

@@ -231,13 +231,16 @@ def spectrogram_band_power(
     return power, times
 
 
-def notch_filter(lfp, sfreq: float, *, freqs):
+def notch_filter(lfp, sfreq: float, *, freqs, out=None):
     """Remove narrow-band lines (mains, scanner slice rate) with MNE's notch filter.
 
-    A wrapper of :func:`mne.filter.notch_filter` with its defaults (zero-phase FIR, notch width
-    ``freq / 200``, 1 Hz transition). Long recordings are filtered in blocks with a margin of one
-    filter length on each side, which gives the same samples as filtering the whole recording at
-    once while holding only one block in float64.
+    The filter of :func:`mne.filter.notch_filter` with its defaults (zero-phase FIR, notch width
+    ``freq / 200``, 1 Hz transition). Short recordings go to MNE as they are. Long ones are
+    filtered in blocks with the filter MNE designs, designed once (MNE would design it anew for
+    every call, about a second at 24 kHz) and applied by FFT convolution, with MNE's padding at
+    the recording's ends: the same samples as MNE filtering the whole recording at once, to
+    rounding, while holding only a few blocks in float64 beyond the output, which can be the
+    input itself (``out=lfp``).
 
     Parameters
     ----------
@@ -247,10 +250,14 @@ def notch_filter(lfp, sfreq: float, *, freqs):
         Sampling rate in Hz.
     freqs : float or sequence of float
         Line frequencies in Hz, each strictly between 0 and the Nyquist frequency.
+    out : ndarray, optional
+        Float64 array of ``lfp``'s shape to write the result into; may be ``lfp`` itself, which
+        filters in place without a second copy of the recording.
 
     Returns
     -------
     filtered : ndarray, shape of ``lfp``, float64
+        ``out`` when given.
 
     Examples
     --------
@@ -281,15 +288,57 @@ def notch_filter(lfp, sfreq: float, *, freqs):
         l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2, verbose=False,
     )  # fmt: skip
     margin = len(h)
+    if out is not None and (out.shape != lfp.shape or out.dtype != np.float64):
+        raise ValueError(f"out must be a float64 array of shape {lfp.shape}; got {out.dtype} {out.shape}")
     block = max(_BLOCK, 4 * margin)
     if n <= block + 2 * margin:
-        lfp = np.asarray(lfp, dtype=np.float64)
-        return mne.filter.notch_filter(lfp, sfreq, freqs, filter_length=margin, verbose=False)
-    out = np.empty(lfp.shape)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        lo, hi = max(start - margin, 0), min(stop + margin, n)
-        seg = np.asarray(lfp[..., lo:hi], dtype=np.float64)
-        filtered = mne.filter.notch_filter(seg, sfreq, freqs, filter_length=margin, verbose=False)
-        out[..., start:stop] = filtered[..., start - lo : start - lo + stop - start]
+        filtered = mne.filter.notch_filter(np.asarray(lfp, dtype=np.float64), sfreq, freqs,
+                                           filter_length=margin, verbose=False)
+        if out is None:
+            return filtered
+        out[...] = filtered
+        return out
+    if out is None:
+        out = np.empty(lfp.shape)
+    for row in np.ndindex(lfp.shape[:-1]):
+        _zero_phase_fir(lfp[row], h, out[row])
     return out
+
+
+def _zero_phase_fir(x, h, out) -> None:
+    """``out[t] = sum_k h[k] x[t + (len(h) - 1) / 2 - k]``: MNE's zero-phase FIR filtering.
+
+    Beyond the recording's ends ``x`` is continued by odd reflection about its end samples, as
+    MNE pads ("reflect_limited"). Overlap-save with the filter's spectrum computed once, on FFTs
+    of the power of two at or above four filter lengths (about 1 M points for the 6.6 s notch
+    filter at 24 kHz: fastest on 2-core test machines, 8 MB per buffer). Each block's input is
+    copied before the previous block's output is written, so ``out`` may be ``x`` itself (a
+    block reads at most half a filter length behind its own start).
+    """
+    n, m = x.shape[0], h.size
+    if m % 2 == 0:
+        raise ValueError(f"a zero-phase FIR filter has an odd length; got {m}")
+    half = (m - 1) // 2
+    nfft = 1 << int(np.ceil(np.log2(4 * m)))
+    step = nfft - m + 1  # output samples per FFT; > half, which the deferred write relies on
+    spectrum = scipy.fft.rfft(h, nfft)
+    window = np.empty(nfft)
+    pending = None
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        lo, hi = start - half, stop + half  # the input it needs: x_ext[lo:hi]
+        a, b = max(lo, 0), min(hi, n)
+        window[a - lo : b - lo] = x[a:b]
+        window[b - lo :] = 0.0
+        if lo < 0:  # x_ext[-j] = 2 x[0] - x[j]
+            window[:-lo] = 2 * window[-lo] - window[-lo + 1 : -2 * lo + 1][::-1]
+        if hi > n:  # x_ext[n - 1 + j] = 2 x[n - 1] - x[n - 1 - j]
+            last, k = n - 1 - lo, hi - n
+            window[last + 1 : last + 1 + k] = 2 * window[last] - window[last - k : last][::-1]
+        if pending is not None:
+            out[pending[0] : pending[0] + pending[1].size] = pending[1]
+        product = scipy.fft.rfft(window)
+        product *= spectrum
+        pending = (start, scipy.fft.irfft(product, nfft)[m - 1 : m - 1 + stop - start])
+    if pending is not None:
+        out[pending[0] : pending[0] + pending[1].size] = pending[1]

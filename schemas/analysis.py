@@ -9,13 +9,15 @@ import hashlib
 
 import datajoint as dj
 import numpy as np
-from scipy.signal import decimate
 
-from lfpbold.ingest import read_bold, read_lfp
+from lfpbold.ingest import read_bold
+from lfpbold.lfp import clean_implant
 from lfpbold.plugins import get_plugin
 from lfpbold.plugins.bold import framewise_displacement, screen_motion
 from lfpbold.plugins.hrf import hrf_regressor
-from lfpbold.plugins.maps import correlation_map, roi_mean, spatial_similarity
+from lfpbold.plugins.maps import (correlation_map, mutual_information_map, rank_correlation_map, roi_mean,
+                                  spatial_similarity)
+from lfpbold.plugins.temporal import hrf_sweep, lagged_xcorr, peak_lag, shuffled_control
 
 from . import acquisition, params
 
@@ -76,26 +78,14 @@ class CleanLFP(dj.Computed):
     def make_compute(self, key, rec, channels, p):
         nwb_path, _, series_path, sfreq = rec
         slices = (acquisition.LFPRecording & key).fetch1("slice_triggers")
-        clean_name, clean_kw = _method(p["lfp_cleaning"])
-        clean = get_plugin("lfp_cleaning", clean_name)
-        q = max(1, int(sfreq // p["output_rate_hz"]))
-        rate = sfreq / q
-        decimated = []
-        for ch in channels:  # one full-rate channel in memory at a time
-            raw = read_lfp(nwb_path, series_path=series_path, channels=[ch])[0].astype(np.float64)
-            cleaned = clean(raw, sfreq, slice_onsets=slices, **clean_kw)
-            decimated.append(decimate(cleaned, q, ftype="fir", zero_phase=True) if q > 1 else cleaned)
-        stack = np.asarray(decimated, dtype=np.float64)
-        combine_name, combine_kw = _method(p["channel_combine"])
-        combined, lags = get_plugin("channel_combine", combine_name)(stack, rate, **combine_kw)
-        combined = np.asarray(combined, dtype=np.float32)
-        kept = stack.astype(np.float32) if p.get("keep_channels") else [None] * len(channels)
-        return rate, combined, np.asarray(lags, dtype=int), kept
+        return clean_implant(nwb_path, series_path=series_path, channels=channels, sfreq=sfreq,
+                             slice_onsets=slices, params=p, n_jobs=p.get("n_jobs", 1))
 
     def make_insert(self, key, rate, combined, lags, kept):
         self.insert1(dict(key, sampling_rate=rate, combined=combined, n_channels=len(lags),
                           combined_digest=digest(combined)))
         chans = (acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel")
+        kept = kept if kept is not None else [None] * len(lags)
         self.Channel.insert(
             dict(key, channel=int(c), lag_samples=int(lag), signal=sig) for c, lag, sig in zip(chans, lags, kept)
         )
@@ -251,7 +241,9 @@ class LFPPowerMap(dj.Computed):
         -> master
         -> BandPower.Band
         ---
-        power_map : <blob>             # float32 r per brain voxel
+        power_map : <blob>             # float32 Pearson r per brain voxel
+        spearman_map : <blob>          # float32 Spearman r per brain voxel
+        mi_map : <blob>                # float32 Gaussian-copula mutual information (nats) per voxel
         """
 
     @property
@@ -265,12 +257,15 @@ class LFPPowerMap(dj.Computed):
         data = _bold_data(key)
         keep = (PreprocessedBold & key).fetch1("keep")
         bands, regs = (BandPower.Band & key).to_arrays("band", "regressor")
-        maps = correlation_map(np.stack(regs)[:, keep], data).astype(np.float32)
-        return list(bands), maps
+        regs = np.stack(regs)[:, keep]
+        maps = [f(regs, data).astype(np.float32)
+                for f in (correlation_map, rank_correlation_map, mutual_information_map)]
+        return list(bands), *maps
 
-    def make_insert(self, key, bands, maps):
+    def make_insert(self, key, bands, pearson, spearman, mi):
         self.insert1(key)
-        self.Band.insert(dict(key, band=b, power_map=m) for b, m in zip(bands, maps))
+        self.Band.insert(dict(key, band=b, power_map=p, spearman_map=s, mi_map=m)
+                         for b, p, s, m in zip(bands, pearson, spearman, mi))
 
 
 @schema
@@ -288,19 +283,29 @@ class TemporalCorrelation(dj.Computed):
         ---
         r : float64                    # Pearson
         spearman_r : float64
-        mutual_info : float64          # nats
+        mutual_info = null : float64   # nats, k-nearest-neighbour estimate (classic bands)
+        shuffled_r = null : float64    # mean r of circularly shifted band power (classic bands)
+        shuffled_p = null : float64    # fraction of shifts with |r| >= |observed|
         """
 
     def make(self, key):
         seed = (SeedMap & key).fetch1("seed_ts")
         keep = (PreprocessedBold & key).fetch1("keep")
+        t_r = (BandPower & key).fetch1("t_r")
+        classic = set((params.FrequencyBand & {"band_set": "classic"}).to_arrays("band"))
         metric = {m: get_plugin("temporal_metric", m) for m in ("pearson", "spearman", "mutual_information")}
-        self.insert1(key)
+        rows = []
         for band, reg in zip(*(BandPower.Band & key).to_arrays("band", "regressor")):
             x = reg[keep]
-            self.Band.insert1(dict(key, band=band, r=metric["pearson"](x, seed),
-                                   spearman_r=metric["spearman"](x, seed),
-                                   mutual_info=metric["mutual_information"](x, seed)))
+            row = dict(key, band=band, r=metric["pearson"](x, seed), spearman_r=metric["spearman"](x, seed),
+                       mutual_info=None, shuffled_r=None, shuffled_p=None)
+            if band in classic:  # the slower estimates only where the study reports them
+                control = shuffled_control(x, seed, t_r=t_r)
+                row.update(mutual_info=metric["mutual_information"](x, seed), shuffled_r=control["mean"],
+                           shuffled_p=control["p"])
+            rows.append(row)
+        self.insert1(key)
+        self.Band.insert(rows)
 
 
 @schema
@@ -328,3 +333,144 @@ class SpatialSimilarity(dj.Computed):
             r = spatial_similarity(power_map, seed_map)
             rows.append(dict(key, band=band, r=r, r2=r * r))
         self.Band.insert(rows)
+
+
+def _classic_regressors(key):
+    """HRF-convolved power of the five named bands, (n_volumes, 5), delta..gamma."""
+    rows = (BandPower.Band * params.FrequencyBand & key & {"band_set": "classic"}).to_dicts(order_by="band_order")
+    return [r["band"] for r in rows], np.column_stack([r["regressor"] for r in rows])
+
+
+@schema
+class HRFSensitivity(dj.Computed):
+    definition = """
+    # how one band's temporal and spatial r depend on the HRF's response and undershoot delays
+    -> BandPower
+    -> SeedMap
+    -> params.RelationParams
+    ---
+    band : varchar(16)
+    response_delays : <blob>           # s
+    undershoot_delays : <blob>         # s
+    temporal_r : <blob>                # (n_response, n_undershoot)
+    spatial_r : <blob>                 # (n_response, n_undershoot), power map vs seed map
+    best_response_delay : float64
+    best_undershoot_delay : float64
+    best_temporal_r : float64
+    """
+
+    @property
+    def key_source(self):
+        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+
+    def make(self, key):
+        p = params.RelationParams.get_params(key)["hrf_sweep"]
+        hrf_p = params.BandPowerParams.get_params(key)["hrf"].get("p")
+        power = (BandPower.Band & key & {"band": p["band"]}).fetch1("power")
+        times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
+        keep = (PreprocessedBold & key).fetch1("keep")
+        seed_map = (SeedMap & key).fetch1("seed_map")
+        brain = (acquisition.Atlas & (acquisition.Scan & key)).fetch1("brain_mask")
+        roi = (acquisition.Atlas.ROI & (acquisition.Scan & key) & key).fetch1("roi_mask")[brain]
+        sweep = hrf_sweep(power.astype(np.float64), times, onsets[keep], t_r, _bold_data(key), roi=roi,
+                          response_delays=params.grid(p["response_delays"]),
+                          undershoot_delays=params.grid(p["undershoot_delays"]), seed_map=seed_map,
+                          **({"p": hrf_p} if hrf_p else {}))
+        i, j = np.unravel_index(np.nanargmax(np.abs(sweep["temporal_r"])), sweep["temporal_r"].shape)
+        self.insert1(dict(key, band=p["band"], response_delays=sweep["response_delays"],
+                          undershoot_delays=sweep["undershoot_delays"], temporal_r=sweep["temporal_r"],
+                          spatial_r=sweep["spatial_r"], best_response_delay=float(sweep["response_delays"][i]),
+                          best_undershoot_delay=float(sweep["undershoot_delays"][j]),
+                          best_temporal_r=float(sweep["temporal_r"][i, j])))
+
+
+@schema
+class LagCorrelation(dj.Computed):
+    definition = """
+    # lagged cross-correlation of band power (not HRF-convolved) with the local BOLD
+    -> BandPower
+    -> SeedMap
+    -> params.RelationParams
+    ---
+    contiguous : bool                  # False when scrubbing removed volumes: no lags computed
+    """
+
+    class Band(dj.Part):
+        definition = """
+        -> master
+        -> BandPower.Band
+        ---
+        lags_s = null : <blob>         # positive: BOLD lags the LFP
+        r = null : <blob>
+        peak_lag_s = null : float64    # lag of the largest |r|
+        peak_r = null : float64
+        """
+
+    @property
+    def key_source(self):
+        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+
+    def make(self, key):
+        max_lag = params.RelationParams.get_params(key)["lag"]["max_lag_s"]
+        keep = (PreprocessedBold & key).fetch1("keep")
+        seed = (SeedMap & key).fetch1("seed_ts")
+        times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
+        rows = (BandPower.Band * params.FrequencyBand & key & {"band_set": "classic"}).to_dicts(order_by="band_order")
+        self.insert1(dict(key, contiguous=bool(keep.all())))
+        parts = []
+        for row in rows:
+            part = dict(key, band=row["band"])
+            if keep.all():  # a lag needs an unbroken series; scrubbed scans get no lag
+                _, per_volume = hrf_regressor(row["power"].astype(np.float64), times, onsets, t_r,
+                                              kernel=np.ones(1))
+                lags, r = lagged_xcorr(per_volume, seed, t_r=t_r, max_lag_s=max_lag)
+                peak = peak_lag(lags, r, absolute=True)
+                part.update(lags_s=lags, r=r, peak_lag_s=peak, peak_r=float(r[np.argmin(np.abs(lags - peak))]))
+            parts.append(part)
+        self.Band.insert(parts)
+
+
+@schema
+class LFPRemoval(dj.Computed):
+    definition = """
+    # seed maps recomputed after LFP-derived time courses are removed from the BOLD
+    -> BandPower
+    -> SeedMap
+    -> params.RelationParams
+    """
+
+    class Method(dj.Part):
+        definition = """
+        -> master
+        -> params.RemovalMethod
+        ---
+        seed_map : <blob>              # float32 r per brain voxel, after removal
+        spatial_r : float64            # vs the original seed map
+        n_volumes : int32              # volumes left
+        """
+
+    @property
+    def key_source(self):
+        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+
+    def make_fetch(self, key):
+        return ((PreprocessedBold & key).fetch1("data_digest"), params.RelationParams.get_params(key)["removal"])
+
+    def make_compute(self, key, _, p):
+        data = _bold_data(key)
+        keep = (PreprocessedBold & key).fetch1("keep")
+        original = (SeedMap & key).fetch1("seed_map")
+        brain = (acquisition.Atlas & (acquisition.Scan & key)).fetch1("brain_mask")
+        roi = (acquisition.Atlas.ROI & (acquisition.Scan & key) & key).fetch1("roi_mask")[brain]
+        _, regressors = _classic_regressors(key)
+        out = []
+        for method in p["methods"]:
+            kw = {"percentile": p["censor_percentile"]} if method == "censor" else {}
+            cleaned, kept = get_plugin("lfp_removal", method)(data, regressors[keep], **kw)
+            seed_map = correlation_map(roi_mean(cleaned, roi), cleaned).astype(np.float32)
+            out.append((method, seed_map, spatial_similarity(seed_map, original), int(kept.sum())))
+        return (out,)
+
+    def make_insert(self, key, out):
+        self.insert1(key)
+        self.Method.insert(dict(key, removal=m, seed_map=sm, spatial_r=r, n_volumes=n) for m, sm, r, n in out)

@@ -1,4 +1,4 @@
-"""Cohort-level statistics: group-mean maps and tests across scans, per state, region and band.
+"""Cohort-level statistics: group-mean maps, tests across scans, LFP removal and the noise ceiling.
 
 A row remembers which scans it summarised; ``lfpbold populate`` recomputes rows whose scans changed.
 """
@@ -7,7 +7,7 @@ import datajoint as dj
 import numpy as np
 
 from lfpbold.plugins.maps import group_mean_map
-from lfpbold.query import COLUMNS, SCAN_KEY, scan_set_hash, scan_table, summarize_group
+from lfpbold.query import BAND_COLUMNS, SCAN_KEY, _nan, gather, scan_set_hash, scan_table, summarize_cohort
 
 from . import acquisition, analysis, params
 
@@ -23,10 +23,15 @@ class Cohort(dj.Computed):
     -> params.LFPParams
     -> params.BandPowerParams
     -> params.BoldParams
+    -> params.RelationParams
     ---
     n_scans : int32
     n_subjects : int32
-    n_excluded : int32
+    n_excluded : int32                 # scans left out by motion screening
+    cnr = null : float64               # single-scan CNR used by the noise ceiling
+    removal_ols_r = null : float64     # group-mean seed map after removal vs the original
+    removal_soft_r = null : float64
+    removal_censor_r = null : float64
     scan_set_hash : char(32)           # which scans were summarised
     """
 
@@ -35,70 +40,90 @@ class Cohort(dj.Computed):
         -> master
         -> params.FrequencyBand
         ---
-        spatial_r : float64            # group-mean LFP power map vs group-mean seed map
-        spatial_r2 : float64
-        scanwise_spatial_r : float64   # mean of per-scan spatial r
+        spatial_r = null : float64     # group-mean LFP power map vs group-mean seed map
+        spatial_r2 = null : float64
+        scanwise_spatial_r = null : float64
         spatial_t = null : float64
         spatial_p = null : float64
-        temporal_r : float64           # mean of per-scan temporal r
+        temporal_r = null : float64    # mean of per-scan r
+        temporal_r_fisher = null : float64
         temporal_t = null : float64
         temporal_p = null : float64
         spatial_vs_temporal_t = null : float64
         spatial_vs_temporal_p = null : float64
+        spearman_r = null : float64
+        mutual_info = null : float64
+        shuffled_r = null : float64
+        peak_lag_s = null : float64
+        inferred_true_r = null : float64
+        temporal_variance_explained = null : float64
         group_seed_map : <blob>
         group_power_map : <blob>
+        """
+
+    class NoiseCeiling(dj.Part):
+        definition = """
+        # the study's simulation for this cohort: observed r against CNR at the inferred true r
+        -> master
+        cnr_step : int32
+        ---
+        cnr_value : float64
+        true_r : float64
+        mean_scan_r : float64          # mean per-scan r the model predicts
+        averaged_r : float64           # r of scan-averaged signals the model predicts
         """
 
     @property
     def key_source(self):
         groups = (acquisition.State.proj() * acquisition.Region.proj() * params.LFPParams.proj()
-                  * params.BandPowerParams.proj() * params.BoldParams.proj())
+                  * params.BandPowerParams.proj() * params.BoldParams.proj() * params.RelationParams.proj())
         return groups & (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
 
     @staticmethod
-    def _scans(key, band_set):
+    def _data(key, band_set):
         restr = {"state": key["state"], "region": key["region"]}
-        return scan_table(lfp_paramset=key["lfp_paramset"], band_paramset=key["band_paramset"],
-                          bold_paramset=key["bold_paramset"], band_set=band_set, restriction=restr)
-
-    def current_scans(self, key):
-        """The scan-level rows the cohort row for ``key`` would summarise now (all band sets)."""
-        import pandas as pd
-
-        sets = ["classic", "one_hz"]
-        return pd.concat([self._scans(key, s) for s in sets], ignore_index=True)
+        return gather(lfp_paramset=key["lfp_paramset"], band_paramset=key["band_paramset"],
+                      bold_paramset=key["bold_paramset"], relation_paramset=key["relation_paramset"],
+                      band_set=band_set, restriction=restr)
 
     def make(self, key):
-        scans = self.current_scans(key)
-        per_scan = scans.drop_duplicates(SCAN_KEY)
-        excluded = len(
-            analysis.PreprocessedBold.proj("excluded") * acquisition.Session.proj("state")
-            * acquisition.Implant.proj()
-            & {"excluded": True, "state": key["state"], "region": key["region"], "bold_paramset": key["bold_paramset"]}
-        )
-        seed = (analysis.SeedMap & key & (acquisition.Session & {"state": key["state"]})).to_pandas().reset_index()
-        seed_by_scan = {(r.subject, r.session, r.run): r.seed_map for r in seed.itertuples()}
-        power = (analysis.LFPPowerMap.Band & key & (acquisition.Session & {"state": key["state"]})).to_pandas()
-        power = power.reset_index()
-        power_by = {(r.subject, r.session, r.run, r.band): r.power_map for r in power.itertuples()}
-        self.insert1(dict(key, n_scans=len(per_scan), n_subjects=per_scan["subject"].nunique(), n_excluded=excluded,
-                          scan_set_hash=scan_set_hash(per_scan)))
+        relation = params.RelationParams.get_params(key)
+        summaries = {s: self._data(key, s) for s in ("classic", "one_hz")}
+        data = summaries["classic"]
+        exc = data.excluded
+        n_excluded = len(exc[(exc["state"] == key["state"]) & (exc["region"] == key["region"])])
+        group, _ = summarize_cohort(data.scans, data, relation=relation, n_excluded=n_excluded)
+        self.insert1(dict(key, scan_set_hash=scan_set_hash(data.scans),
+                          **{c: group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
+                          **{c: _nan(group[c]) for c in ("cnr", "removal_ols_r", "removal_soft_r", "removal_censor_r")}))
         rows = []
-        for band, df in scans.groupby("band", sort=False):
-            keys = list(zip(df["subject"], df["session"], df["run"]))
-            seeds = np.stack([seed_by_scan[k] for k in keys])
-            powers = np.stack([power_by[k + (band,)] for k in keys])
-            s = summarize_group(df, seeds, powers, n_excluded=excluded)
-            rows.append(dict(key, band=band, group_seed_map=group_mean_map(seeds), group_power_map=group_mean_map(powers),
-                             **{c: (None if np.isnan(s[c]) else float(s[c])) for c in COLUMNS
-                                if c not in ("n_scans", "n_subjects", "n_excluded")}))
+        for band_set, d in summaries.items():
+            if d.scans.empty:
+                continue
+            _, bands = summarize_cohort(d.scans, d, relation=relation, n_excluded=n_excluded)
+            for b in bands:
+                df = d.scans[d.scans["band"] == b["band"]]
+                keys = [tuple(r) for r in df[SCAN_KEY + ["region"]].itertuples(index=False)]
+                rows.append(dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_COLUMNS},
+                                 group_seed_map=group_mean_map(np.stack([d.seed_maps[k] for k in keys])),
+                                 group_power_map=group_mean_map(np.stack([d.power_maps[k + (b["band"],)]
+                                                                          for k in keys]))))
         self.Band.insert(rows)
+        curves = group["noise_ceiling"]
+        if curves is not None:
+            self.NoiseCeiling.insert(
+                dict(key, cnr_step=i, cnr_value=float(c), true_r=float(curves["true_r"]), mean_scan_r=float(m),
+                     averaged_r=float(a))
+                for i, (c, m, a) in enumerate(zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"])))
 
     def stale(self):
         """Cohort rows whose scans have changed since they were computed (new or removed scans)."""
         out = []
         for key in self.keys():
-            scans = self._scans(key, "classic").drop_duplicates(SCAN_KEY)
+            scans = scan_table(**{k: key[k] for k in ("lfp_paramset", "band_paramset", "bold_paramset",
+                                                      "relation_paramset")},
+                               restriction={"state": key["state"], "region": key["region"]})
             if (self & key).fetch1("scan_set_hash") != scan_set_hash(scans):
                 out.append(key)
         return out
+

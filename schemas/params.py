@@ -191,3 +191,64 @@ class BoldParams(_ParamSet, dj.Lookup):
 
     contents = [_paramset(0, default_params.__func__(), "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/"
                                                         "global regression, band-pass 0.01-0.1 Hz", "bold_paramset")]
+
+
+@schema
+class RemovalMethod(dj.Lookup):
+    definition = """
+    # a way of removing LFP-derived time courses from BOLD (plugins of step lfp_removal)
+    removal : varchar(16)
+    ---
+    removal_description : varchar(255)
+    """
+    contents = [
+        {"removal": "ols", "removal_description": "OLS regression of HRF-convolved gamma power from every voxel"},
+        {"removal": "soft", "removal_description": "each of the five bands' unique variance regressed out"},
+        {"removal": "censor", "removal_description": "volumes above the scan's percentile of HRF-convolved gamma dropped"},
+    ]
+
+
+@schema
+class RelationParams(_ParamSet, dj.Lookup):
+    definition = """
+    # settings of the LFP-BOLD relationship analyses: HRF sweep, lags, LFP removal, noise ceiling
+    relation_paramset : int32
+    ---
+    params : json
+    params_hash : char(32)
+    paramset_description : varchar(255)
+    unique index (params_hash)
+    """
+    steps = ()
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        missing = {"hrf_sweep", "lag", "removal", "noise_ceiling"} - set(params)
+        if missing:
+            raise ValueError(f"RelationParams: params need {sorted(missing)}")
+        cnr = params["noise_ceiling"].get("cnr", "estimate")
+        if cnr != "estimate" and not (isinstance(cnr, (int, float)) and cnr > 0):
+            raise ValueError(f"noise_ceiling cnr must be 'estimate' or a positive number; got {cnr!r}")
+        for method in params["removal"].get("methods", []):
+            get_plugin("lfp_removal", method)
+
+    @staticmethod
+    def default_params() -> dict:
+        return {
+            "hrf_sweep": {"band": "gamma", "response_delays": [2.0, 8.0, 0.25], "undershoot_delays": [2.0, 12.0, 0.5]},
+            "lag": {"max_lag_s": 20.0},
+            "removal": {"methods": ["ols", "soft", "censor"], "censor_percentile": 85.0},
+            "noise_ceiling": {"cnr": "estimate", "band": "gamma", "cnr_grid": [0.1, 5.0, 0.1]},
+        }
+
+    contents = [_paramset(0, default_params.__func__(), "study: HRF sweep 2-8 s / 2-12 s, lags +-20 s, "
+                                                        "OLS/soft/censor removal, CNR estimated from gamma maps",
+                          "relation_paramset")]
+
+
+def grid(spec) -> "np.ndarray":
+    """``[start, stop, step]`` (stop included) as an array."""
+    import numpy as np
+
+    start, stop, step = spec
+    return np.round(np.arange(start, stop + step / 2, step), 10)

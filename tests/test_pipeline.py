@@ -52,6 +52,11 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     assert len(analysis.SpatialSimilarity.Band()) == usable * 2 * 105
     assert len(analysis.TemporalCorrelation.Band()) == usable * 2 * 105
     assert len(cohort.Cohort()) >= 2
+    excluded = (analysis.PreprocessedBold & {"excluded": True}).to_dicts()
+    assert all("FD" in r["exclusion_reason"] for r in excluded)
+    truth_excluded = sum(s["excluded_expected"] for s in truth["scans"])
+    assert len(excluded) == truth_excluded
+    assert len(analysis.LFPRemoval.Method()) == usable * 2 * 3
     assert all(r["success_count"] == 0 for r in populate(display_progress=False).values())  # nothing left
 
     df = results()
@@ -99,19 +104,42 @@ def sedated_study(tmp_path_factory):
 
 def test_recovers_the_simulated_truth(embedded_db, sedated_study):
     from lfpbold.query import results
+    from lfpbold.schemas import analysis, cohort
 
     truth = json.loads((sedated_study / "ground_truth.json").read_text())
     assert not ingest_study(sedated_study).errors
     outcome = populate(display_progress=False)
     assert all(not r["error_list"] for r in outcome.values()), outcome
-    gamma = results().query("band == 'gamma'")
+    df = results()
+    gamma = df.query("band == 'gamma'")
     assert len(gamma) == 2
     assert (gamma["spatial_r"] >= 0.8).all(), gamma
     expected = truth["expected_observed_temporal_r"]
     assert np.abs(gamma["temporal_r"] - expected).max() <= 0.1, (gamma, expected)
     # The study's sign pattern: lower bands anti-correlated with the network, gamma positive.
-    delta = results().query("band == 'delta'")
-    assert (delta["temporal_r"] < 0).all()
+    assert (df.query("band == 'delta'")["temporal_r"] < 0).all()
+    assert (gamma["temporal_p"] < 0.001).all()
+    assert (gamma["shuffled_r"].abs() < 0.05).all()  # the temporally shuffled control carries nothing
+    # Removing the LFP-derived time courses barely changes the networks.
+    for method in ("ols", "soft", "censor"):
+        assert (gamma[f"removal_{method}_r"] >= 0.9).all(), gamma
+    # BOLD lags gamma power by a few seconds (the simulated HRF peaks at 3 s).
+    assert gamma["peak_lag_s"].between(1.0, 6.0).all(), gamma["peak_lag_s"]
+    # The HRF sweep finds the simulated HRF's response delay (p[0] = 4 s).
+    sweep = (analysis.HRFSensitivity & {"region": "M1"}).to_dicts()
+    mean_r = np.mean([s["temporal_r"] for s in sweep], axis=0)
+    best = np.unravel_index(np.argmax(mean_r), mean_r.shape)
+    assert abs(sweep[0]["response_delays"][best[0]] - 4.0) <= 1.0
+    # Noise ceiling: the inferred true r is near the simulated one, given the true CNR...
+    from lfpbold.plugins.noise_ceiling import infer_true_r
+
+    n = int(gamma["n_scans"].iloc[0])
+    for r in gamma["temporal_r"]:
+        assert infer_true_r(r, cnr=1.3, n_trials=n, n_timepoints=300)["true_r"] == pytest.approx(0.59, abs=0.15)
+    # ...and the table holds the study's simulation curves for each cohort.
+    curves = (cohort.Cohort.NoiseCeiling & {"region": "M1"}).to_pandas()
+    assert len(curves) == 50 and curves["mean_scan_r"].is_monotonic_increasing
+    assert np.isfinite(gamma["cnr"]).all() and np.isfinite(gamma["inferred_true_r"]).all()
 
 
 def test_failed_make_leaves_no_partial_rows_and_rerun_resumes(embedded_db, small_study, tmp_path):

@@ -278,3 +278,29 @@ def test_censor_removal_drops_top_volumes(rng):
     np.testing.assert_array_equal(np.flatnonzero(~keep), [18, 19, 20])
     with pytest.raises(ValueError, match=r"percentile must lie in \(0, 100\]"):
         censor_removal(data, regs, percentile=0)
+
+
+def test_rank_correlation_map_matches_scipy_spearman():
+    from scipy.stats import spearmanr
+
+    from lfpbold.plugins.maps import rank_correlation_map
+
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((40, 6)) ** 3
+    seed = data[:, 0] + rng.standard_normal(40)
+    got = rank_correlation_map(seed, data)
+    want = [spearmanr(seed, data[:, j]).statistic for j in range(6)]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_mutual_information_map_matches_gaussian_formula_and_ignores_monotone_warps():
+    from lfpbold.plugins.maps import mutual_information_map
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(20000)
+    ys = np.column_stack([0.8 * x + 0.6 * rng.standard_normal(20000), rng.standard_normal(20000)])
+    mi = mutual_information_map(x, ys)
+    assert mi[0] == pytest.approx(-0.5 * np.log(1 - 0.64), abs=0.02)
+    assert mi[1] == pytest.approx(0.0, abs=0.005)
+    warped = mutual_information_map(np.exp(x), np.column_stack([ys[:, 0] ** 3, ys[:, 1]]))
+    np.testing.assert_allclose(warped, mi, atol=1e-9)
