@@ -5,6 +5,20 @@ Schemas in :mod:`lfpbold.schemas`, algorithms in :mod:`lfpbold.plugins`, readers
 
 __version__ = "0.1.0"
 
+import os as _os
+import warnings as _warnings
+
+# lfpbold finds its database itself (lfpbold.db); DataJoint's hint about a missing datajoint.json
+# would only confuse a new user.
+_warnings.filterwarnings("ignore", message="No datajoint.json found", category=UserWarning)
+
+# In a source checkout, schemas/, plugins/ and ingest/ sit beside this folder (setuptools maps them
+# in at install). When Python runs from the checkout's root, ./lfpbold shadows the installed
+# package, so let the subpackages be found beside it as well.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "schemas")) and _os.path.isdir(_os.path.join(_root, "schemas")):
+    __path__.append(_root)
+
 __all__ = ["connect", "ingest_study", "populate", "results", "__version__"]
 
 _LAZY = {"connect": "db", "ingest_study": "pipeline", "populate": "pipeline", "results": "query"}

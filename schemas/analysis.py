@@ -191,6 +191,12 @@ class PreprocessedBold(dj.Computed):
                           n_kept=int(keep.sum()), data=data, data_digest=digest(data) if data is not None else ""))
 
 
+def _roi(key):
+    """The implant's ROI as a boolean over brain voxels (the order of PreprocessedBold.data)."""
+    atlas = acquisition.Atlas & (acquisition.Scan & key)
+    return (acquisition.Atlas.ROI & atlas & key).fetch1("roi_mask")[atlas.fetch1("brain_mask")]
+
+
 def _bold_data(key):
     data, data_digest = (PreprocessedBold & key).fetch1("data", "data_digest")
     if digest(data) != data_digest:
@@ -218,10 +224,7 @@ class SeedMap(dj.Computed):
 
     def make_compute(self, key, _):
         data = _bold_data(key)
-        atlas = acquisition.Atlas & (acquisition.Scan & key)
-        brain = atlas.fetch1("brain_mask")
-        roi = (acquisition.Atlas.ROI & atlas & key).fetch1("roi_mask")[brain]
-        seed = roi_mean(data, roi)
+        seed = roi_mean(data, _roi(key))
         return seed, correlation_map(seed, data).astype(np.float32)
 
     def make_insert(self, key, seed, seed_map):
@@ -370,9 +373,7 @@ class HRFSensitivity(dj.Computed):
         times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
         keep = (PreprocessedBold & key).fetch1("keep")
         seed_map = (SeedMap & key).fetch1("seed_map")
-        brain = (acquisition.Atlas & (acquisition.Scan & key)).fetch1("brain_mask")
-        roi = (acquisition.Atlas.ROI & (acquisition.Scan & key) & key).fetch1("roi_mask")[brain]
-        sweep = hrf_sweep(power.astype(np.float64), times, onsets[keep], t_r, _bold_data(key), roi=roi,
+        sweep = hrf_sweep(power.astype(np.float64), times, onsets[keep], t_r, _bold_data(key), roi=_roi(key),
                           response_delays=params.grid(p["response_delays"]),
                           undershoot_delays=params.grid(p["undershoot_delays"]), seed_map=seed_map,
                           **({"p": hrf_p} if hrf_p else {}))
@@ -460,8 +461,7 @@ class LFPRemoval(dj.Computed):
         data = _bold_data(key)
         keep = (PreprocessedBold & key).fetch1("keep")
         original = (SeedMap & key).fetch1("seed_map")
-        brain = (acquisition.Atlas & (acquisition.Scan & key)).fetch1("brain_mask")
-        roi = (acquisition.Atlas.ROI & (acquisition.Scan & key) & key).fetch1("roi_mask")[brain]
+        roi = _roi(key)
         _, regressors = _classic_regressors(key)
         out = []
         for method in p["methods"]:
