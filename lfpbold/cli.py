@@ -57,15 +57,12 @@ def db(ctx, stop):
     click.echo(f"home:     {lfpbold_home()}")
     click.echo(f"arrays:   {d.store_dir}")
     click.echo(f"prefix:   {d.prefix}")
-    from lfpbold.pipeline import _modules
+    from lfpbold.pipeline import tables_by_schema
 
-    for name, module in _modules().items():
-        schema = module.active_schema
-        click.echo(f"\n{schema.database}")
-        for table_name in schema.list_tables():
-            if table_name.startswith("~"):
-                continue
-            click.echo(f"  {table_name:<40} {len(schema.get_table(table_name)):>8}")
+    for schema_name, tables in tables_by_schema().items():
+        click.echo(f"\n{schema_name}")
+        for name, table in tables:
+            click.echo(f"  {name:<32} {len(table()):>8}")
 
 
 @main.command()
@@ -123,7 +120,8 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
     from lfpbold.pipeline import populate as run
 
     _connect(ctx)
-    outcome = run(processes=processes, reserve_jobs=reserve_jobs, orphan_timeout=orphan_timeout, echo=click.echo)
+    outcome = run(processes=processes, reserve_jobs=reserve_jobs, orphan_timeout=orphan_timeout, echo=click.echo,
+                  display_progress=sys.stderr.isatty())  # bars only for a person watching, not in logs
     failed = sum(len(r["error_list"]) for r in outcome.values())
     done = sum(r["success_count"] for r in outcome.values())
     click.echo(f"populate: {done} job(s) done, {failed} failed")
@@ -142,9 +140,17 @@ def populate(ctx, processes, reserve_jobs, orphan_timeout):
         sys.exit(1)
 
 
-def _print_results(df, fmt):
+#: what the terminal table shows unless --all-columns: the study's headline figures
+HEADLINE = ["spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_p", "inferred_true_r", "peak_lag_s",
+            "removal_ols_r", "n_scans", "n_excluded"]
+
+
+def _print_results(df, fmt, all_columns=False):
     import pandas as pd
 
+    if fmt == "table" and not all_columns:
+        grouping = [c for c in df.columns if c not in _all_columns()]
+        df = df[grouping + HEADLINE]
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
@@ -152,6 +158,12 @@ def _print_results(df, fmt):
     else:
         with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
             click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
+def _all_columns():
+    from lfpbold.query import COLUMNS
+
+    return COLUMNS
 
 
 @main.command()
@@ -163,8 +175,9 @@ def _print_results(df, fmt):
 @click.option("--band-paramset", default=0, show_default=True)
 @click.option("--bold-paramset", default=0, show_default=True)
 @click.option("--relation-paramset", default=0, show_default=True)
+@click.option("--all-columns", is_flag=True, help="Every column in the terminal table (csv and json always have all).")
 @click.pass_context
-def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, relation_paramset):
+def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, relation_paramset, all_columns):
     """The paper-style table: spatial and temporal r per state, region and band."""
     from lfpbold.query import results as compute
 
@@ -174,7 +187,7 @@ def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, 
         raise click.BadParameter(f"{sorted(bad)}; choose from {', '.join(BY_CHOICES)}", param_hint="--by")
     _connect(ctx)
     _print_results(compute(by=groups, band_set=band_set, lfp_paramset=lfp_paramset, band_paramset=band_paramset,
-                           bold_paramset=bold_paramset, relation_paramset=relation_paramset), fmt)
+                           bold_paramset=bold_paramset, relation_paramset=relation_paramset), fmt, all_columns)
 
 
 @main.group()
@@ -245,7 +258,7 @@ def demo(ctx, work_dir, subjects, processes, seed):
                f"schemas {d.prefix}*")
     click.echo(f"arrays:   {d.store_dir}")
     click.echo(f"study:    {study}")
-    click.echo(f"query it: lfpbold --prefix {d.prefix} results --by subject,state,region,band")
+    click.echo(f"query it: lfpbold --prefix {d.prefix} results --by subject,state,region,band --all-columns")
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
     if report.errors or failed:
         sys.exit(1)

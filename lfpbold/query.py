@@ -201,9 +201,12 @@ def summarize_cohort(scans: pd.DataFrame, data: Gathered, *, relation: dict, n_e
     for b in bands:
         b["inferred_true_r"] = b["temporal_variance_explained"] = np.nan
         if np.isfinite(cnr) and np.isfinite(b["temporal_r"]) and data.n_volumes >= 3:
-            inferred = infer_true_r(b["temporal_r"], cnr=cnr, n_trials=len(keys), n_timepoints=data.n_volumes)
+            try:
+                inferred = infer_true_r(b["temporal_r"], cnr=cnr, n_trials=len(keys), n_timepoints=data.n_volumes)
+            except (ValueError, RuntimeError):  # too few scans for a monotone curve: no inference
+                continue
             b["inferred_true_r"], b["temporal_variance_explained"] = inferred["true_r"], inferred["variance_explained"]
-    if gamma is not None and np.isfinite(gamma["inferred_true_r"]):
+    if gamma is not None and np.isfinite(gamma["inferred_true_r"]) and grid is not None:
         sim = simulate_noise_ceiling(true_r=abs(gamma["inferred_true_r"]) or 1e-6, n_trials=len(keys),
                                      n_timepoints=data.n_volumes, cnr_grid=grid)
         curves = {"cnr_grid": grid, "true_r": abs(gamma["inferred_true_r"]), "mean_trial_r": sim["mean_trial_r"],
