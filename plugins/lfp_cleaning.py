@@ -85,7 +85,11 @@ def template_regression(
     3. Each segment is aligned to the template by the integer shift within ``±max_shift_s`` that
        maximises their cross-correlation (of first differences, which weighs the artifact's
        sharp gradient switching over its slow parts and the LFP); the template is rebuilt from
-       the aligned segments and the shifts refined once more.
+       the aligned segments and the shifts refined once more. The first alignment is to one
+       segment (the middle one, searched over twice the range, shifts then centred on their
+       median), not to the average of unaligned segments: at low sampling rates (2 kHz) that
+       average smears gradient spikes a sample or two wide, matches segments best a sample off
+       and the alignment locks onto the wrong shifts.
     4. Sub-sample timing: scanner and amplifier clocks are not locked, so each slice's artifact
        also sits at its own fraction of a sample, and half a sample of error on gradient spikes
        a few samples wide biases each slice's fitted scale, which leaks the artifact's slow
@@ -203,7 +207,7 @@ def template_regression(
         template = total / starts.size
         return template - template.mean()
 
-    def align(template: np.ndarray) -> np.ndarray:
+    def align(template: np.ndarray, max_shift: int = max_shift) -> np.ndarray:
         shifts = np.zeros(starts.size, dtype=np.int64)
         if max_shift == 0:
             return shifts
@@ -249,7 +253,18 @@ def template_regression(
         templates[enough] = total[enough] / count[enough, None]
         return templates - templates.mean(axis=1, keepdims=True)
 
+    # The first reference is one segment, not the average of the unaligned ones: averaging
+    # segments jittered by a sample or more smears gradient spikes that are themselves only a
+    # sample or two wide (at 2 kHz and below), and the smeared average can match a segment
+    # best one sample off, a false fixed point that further rounds of alignment keep. One
+    # segment is sharp; it is searched over twice the range, so that segments jittered either
+    # way from it are reached, and the shifts are then centred on their median, so that the
+    # template sits on the triggers and later rounds search +-max_shift around it.
     shifts = np.zeros(starts.size, dtype=np.int64)
+    if max_shift:
+        reference = segments(starts.size // 2, shifts)[0]
+        shifts = align(reference - reference.mean(), 2 * max_shift)
+        shifts -= int(np.median(shifts))
     template = build_template(shifts)
     for _ in range(2):
         shifts = align(template)
