@@ -168,3 +168,21 @@ def test_clean_implant_rejects_bad_arguments(scans, change, match):
                 params=STUDY_PARAMS) | change
     with pytest.raises(ValueError, match=match):
         clean_implant(scan["nwb"], **args)
+
+
+def test_no_artifact_means_notches_only():
+    """On an artifact-free recording the cleaner must not regress LFP out (only notch it)."""
+    from lfpbold.plugins.lfp_cleaning import template_regression
+    from lfpbold.plugins.spectral import notch_filter
+
+    rng = np.random.default_rng(5)
+    sfreq = 2000.0
+    lfp = np.cumsum(rng.standard_normal(int(sfreq * 60))) * 1e-6  # 1/f^2-like background
+    lfp += 5e-6 * rng.standard_normal(lfp.size)
+    onsets = np.arange(5.0, 55.0, 0.1)
+    cleaned = template_regression(lfp, sfreq, slice_onsets=onsets, line_freq=60.0, notch_max_hz=300.0)
+    freqs = [60.0, 120.0, 180.0, 240.0, 300.0] + [10.0 * k for k in range(1, 31)]
+    reference = notch_filter(lfp, sfreq, freqs=sorted(set(freqs)))
+    np.testing.assert_allclose(cleaned, reference, rtol=0, atol=1e-12)
+    forced = template_regression(lfp, sfreq, slice_onsets=onsets, line_freq=60.0, min_reliability=None)
+    assert not np.allclose(forced, reference, atol=1e-12)  # the check is what made the difference
