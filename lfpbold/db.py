@@ -179,16 +179,26 @@ def connect(
         port = info.port or 5432
         user, password, backend = "postgres", "", "postgresql"
     cfg = dj.config
-    if backend is not None:
-        cfg["database.backend"] = backend
-    backend = cfg["database.backend"]
-    host = host if host is not None else cfg["database.host"]
-    if port is None:
-        port = cfg["database.port"] or (5432 if backend == "postgresql" else 3306)
-    user = user if user is not None else cfg["database.user"]
-    if password is None:
-        password = cfg["database.password"]
-        password = password.get_secret_value() if hasattr(password, "get_secret_value") else password
+
+    def setting(value, key, env):
+        # DataJoint reads DJ_* once, at import; a variable set since (a notebook, a test) still
+        # wins over the file, as in DataJoint's own precedence.
+        if value is not None:
+            return value
+        if os.environ.get(env):
+            return os.environ[env]
+        value = cfg[key]
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+    backend = setting(backend, "database.backend", "DJ_BACKEND")
+    cfg["database.backend"] = backend
+    host = setting(host, "database.host", "DJ_HOST")
+    default_port = 5432 if backend == "postgresql" else 3306
+    port = int(setting(port, "database.port", "DJ_PORT") or default_port)
+    if port in (3306, 5432) and port != default_port and not os.environ.get("DJ_PORT"):
+        port = default_port  # DataJoint resolved the other backend's default port at import
+    user = setting(user, "database.user", "DJ_USER")
+    password = setting(password, "database.password", "DJ_PASS")
     if user is None:
         raise RuntimeError(
             f"A database server is configured ({host}) but no user: set DJ_USER and DJ_PASS or datajoint.json."

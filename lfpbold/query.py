@@ -202,8 +202,12 @@ def summarize_cohort(scans: pd.DataFrame, data: Gathered, *, relation: dict, n_e
         b["inferred_true_r"] = b["temporal_variance_explained"] = np.nan
         if np.isfinite(cnr) and np.isfinite(b["temporal_r"]) and data.n_volumes >= 3:
             try:
-                inferred = infer_true_r(b["temporal_r"], cnr=cnr, n_trials=len(keys), n_timepoints=data.n_volumes)
+                with warnings.catch_warnings(record=True) as clipped:
+                    warnings.simplefilter("always")
+                    inferred = infer_true_r(b["temporal_r"], cnr=cnr, n_trials=len(keys), n_timepoints=data.n_volumes)
             except (ValueError, RuntimeError):  # too few scans for a monotone curve: no inference
+                continue
+            if clipped:  # the observed r is beyond what the model reaches at this CNR: no inference
                 continue
             b["inferred_true_r"], b["temporal_variance_explained"] = inferred["true_r"], inferred["variance_explained"]
     if gamma is not None and np.isfinite(gamma["inferred_true_r"]) and grid is not None:

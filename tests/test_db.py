@@ -1,0 +1,41 @@
+"""Where the data lives: DataJoint's settings name a server, else the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lfpbold.db import connect, embedded_server, stop_embedded
+from lfpbold.pipeline import drop
+from tests.conftest import SERVERS, _reachable
+
+
+def test_datajoint_settings_choose_the_server(monkeypatch, lfpbold_home):
+    cfg = SERVERS["postgres"]
+    if not _reachable(cfg["host"], cfg["port"]):
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    monkeypatch.setenv("DJ_HOST", cfg["host"])
+    monkeypatch.setenv("DJ_USER", cfg["user"])
+    monkeypatch.setenv("DJ_PASS", "")
+    monkeypatch.setenv("DJ_BACKEND", "postgresql")
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    db = connect(prefix=prefix, home=lfpbold_home)
+    try:
+        assert not db.embedded and db.host == "127.0.0.1" and db.backend == "postgresql"
+        assert db.server_version.startswith("PostgreSQL")
+    finally:
+        drop(prefix, db.connection)
+
+
+def test_embedded_server_is_reused_and_stops(tmp_path):
+    home = tmp_path / "home"
+    first = embedded_server(home)
+    pid = first.get_pid()
+    db = connect(prefix="reuse_", home=home, embedded=True)
+    assert db.embedded and db.data_dir == home / "pgdata"
+    assert embedded_server(home).get_pid() == pid  # one folder, one server
+    drop("reuse_", db.connection)
+    db.connection.close()
+    assert stop_embedded(home) is True
+    assert stop_embedded(home) is False
