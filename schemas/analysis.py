@@ -338,6 +338,11 @@ class SpatialSimilarity(dj.Computed):
         self.Band.insert(rows)
 
 
+def _relation_keys():
+    """Every scan and implant with band power and a seed map, under each RelationParams set."""
+    return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+
+
 def _classic_regressors(key):
     """HRF-convolved power of the five named bands, (n_volumes, 5), delta..gamma."""
     rows = (BandPower.Band * params.FrequencyBand & key & {"band_set": "classic"}).to_dicts(order_by="band_order")
@@ -362,9 +367,7 @@ class HRFSensitivity(dj.Computed):
     best_temporal_r : float64
     """
 
-    @property
-    def key_source(self):
-        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+    key_source = property(lambda self: _relation_keys())
 
     def make(self, key):
         p = params.RelationParams.get_params(key)["hrf_sweep"]
@@ -407,9 +410,7 @@ class LagCorrelation(dj.Computed):
         peak_r = null : float64
         """
 
-    @property
-    def key_source(self):
-        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+    key_source = property(lambda self: _relation_keys())
 
     def make(self, key):
         max_lag = params.RelationParams.get_params(key)["lag"]["max_lag_s"]
@@ -450,9 +451,7 @@ class LFPRemoval(dj.Computed):
         n_volumes : int32              # volumes left
         """
 
-    @property
-    def key_source(self):
-        return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
+    key_source = property(lambda self: _relation_keys())
 
     def make_fetch(self, key):
         return ((PreprocessedBold & key).fetch1("data_digest"), params.RelationParams.get_params(key)["removal"])
