@@ -55,10 +55,15 @@ def arrays_in_table(connection: dj.Connection) -> bool:
     return "mariadb" in str(connection.query("SELECT @@version").fetchone()[0]).lower()
 
 
-def _set_definitions(cls, in_table: bool) -> None:
+def _parts(cls) -> list:
+    """The Part tables declared inside a master table class."""
     import inspect
 
-    for table in [cls] + [p for p in vars(cls).values() if inspect.isclass(p) and issubclass(p, dj.Part)]:
+    return [p for p in vars(cls).values() if inspect.isclass(p) and issubclass(p, dj.Part)]
+
+
+def _set_definitions(cls, in_table: bool) -> None:
+    for table in [cls, *_parts(cls)]:
         original = table.__dict__.get("_store_definition", table.definition)
         table._store_definition = original
         table.definition = original.replace("@lfpbold>", ">") if in_table else original
@@ -66,15 +71,12 @@ def _set_definitions(cls, in_table: bool) -> None:
 
 def tables_by_schema() -> dict[str, list[tuple[str, type]]]:
     """The activated schemas' tables (parts as ``Master.Part``), in declaration order."""
-    import inspect
-
     out = {}
     for module in _modules().values():
         rows = []
         for cls, _ in module.schema.declare_list:
             rows.append((cls.__name__, cls))
-            rows += [(f"{cls.__name__}.{p.__name__}", p) for p in vars(cls).values()
-                     if inspect.isclass(p) and issubclass(p, dj.Part)]
+            rows += [(f"{cls.__name__}.{p.__name__}", p) for p in _parts(cls)]
         out[module.active_schema.database] = rows
     return out
 

@@ -51,6 +51,11 @@ def _nan(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
+def _keys(df: pd.DataFrame, extra=()) -> list[tuple]:
+    """(subject, session, run, region, *extra) of each row: how maps are looked up."""
+    return [tuple(r) for r in df[SCAN_KEY + ["region", *extra]].itertuples(index=False)]
+
+
 def scan_set_hash(scans: pd.DataFrame) -> str:
     """Identifies which scans a cohort row was computed from, so a stale row can be found."""
     keys = sorted(set(map(tuple, scans[SCAN_KEY].astype(str).to_numpy().tolist())))
@@ -100,21 +105,19 @@ def gather(*, lfp_paramset=0, band_paramset=0, bold_paramset=0, relation_paramse
     g = Gathered(scans=scans)
     if scans.empty:
         return g
-    keyed = lambda df, extra=(): (  # noqa: E731
-        [tuple(r) for r in df[SCAN_KEY + ["region", *extra]].itertuples(index=False)])
     seed = (analysis.SeedMap & {"bold_paramset": bold_paramset}).proj("seed_map").to_pandas().reset_index()
-    g.seed_maps = dict(zip(keyed(seed), seed["seed_map"]))
+    g.seed_maps = dict(zip(_keys(seed), seed["seed_map"]))
     bands = [{"band": b} for b in scans["band"].unique()]
     power = (analysis.LFPPowerMap.Band & restr & bands).proj("power_map").to_pandas().reset_index()
-    g.power_maps = dict(zip(keyed(power, ["band"]), power["power_map"]))
+    g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"]))
     removal = (analysis.LFPRemoval.Method & restr & {"relation_paramset": relation_paramset}).proj("seed_map")
     removal = removal.to_pandas().reset_index()
     if not removal.empty:
-        g.removal_maps = dict(zip(keyed(removal, ["removal"]), removal["seed_map"]))
+        g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"]))
     lags = (analysis.LagCorrelation.Band & restr & {"relation_paramset": relation_paramset} & bands
             & "peak_lag_s IS NOT NULL").proj("lags_s", "r").to_pandas().reset_index()
     if not lags.empty:
-        g.lag_curves = dict(zip(keyed(lags, ["band"]), zip(lags["lags_s"], lags["r"])))
+        g.lag_curves = dict(zip(_keys(lags, ["band"]), zip(lags["lags_s"], lags["r"])))
     excluded = (analysis.PreprocessedBold & {"bold_paramset": bold_paramset} & {"excluded": True}).proj()
     excluded = (excluded * acquisition.Session.proj("state") * acquisition.Implant.proj()).to_pandas().reset_index()
     g.excluded = excluded.reindex(columns=[*SCAN_KEY, "region", "state"])  # keeps the columns when empty
@@ -134,9 +137,10 @@ def _peak_of_mean_curve(curves) -> float:
 
 def _noise_ceiling(gamma: dict, n_scans: int, n_voxels: int, n_volumes: int, settings: dict):
     """CNR (estimated from the gamma maps as the study did, or given) and the model's curves."""
+    from lfpbold.schemas.params import grid as spaced
+
     cnr = settings.get("cnr", "estimate")
-    grid = np.round(np.arange(settings["cnr_grid"][0], settings["cnr_grid"][1] + settings["cnr_grid"][2] / 2,
-                              settings["cnr_grid"][2]), 10)
+    grid = spaced(settings["cnr_grid"])
     if cnr == "estimate":
         try:
             with warnings.catch_warnings():
@@ -167,21 +171,23 @@ def summarize_cohort(scans: pd.DataFrame, data: Gathered, *, relation: dict, n_e
     group : dict
         :data:`GROUP_COLUMNS` plus ``noise_ceiling`` (cnr grid and curves, or None).
     bands : list of dict
-        ``band`` and :data:`BAND_COLUMNS`, in the order of ``scans``.
+        ``band``, :data:`BAND_COLUMNS` and the band's ``group_seed_map`` and ``group_power_map``,
+        in the order of ``scans``.
     """
     per_scan = scans.drop_duplicates(SCAN_KEY + ["region"])
-    keys = [tuple(r) for r in per_scan[SCAN_KEY + ["region"]].itertuples(index=False)]
+    keys = _keys(per_scan)
     seeds = np.stack([data.seed_maps[k] for k in keys])
     group_seed = group_mean_map(seeds)
     bands = []
     for band, df in scans.groupby("band", sort=False):
-        bkeys = [tuple(r) for r in df[SCAN_KEY + ["region"]].itertuples(index=False)]
+        bkeys = _keys(df)
         powers = np.stack([data.power_maps[k + (band,)] for k in bkeys])
         bseeds = np.stack([data.seed_maps[k] for k in bkeys])
         spatial = one_sample_ttest(df["spatial_r"].to_numpy(float))
         temporal = one_sample_ttest(df["temporal_r"].to_numpy(float))
         paired = paired_ttest(df["spatial_r"].to_numpy(float), df["temporal_r"].to_numpy(float))
-        group_r = spatial_similarity(group_mean_map(powers), group_mean_map(bseeds))
+        group_power, group_band_seed = group_mean_map(powers), group_mean_map(bseeds)
+        group_r = spatial_similarity(group_power, group_band_seed)
         bands.append({
             "band": band, "spatial_r": group_r, "spatial_r2": group_r**2, "scanwise_spatial_r": spatial["mean"],
             "spatial_t": spatial["t"], "spatial_p": spatial["p"], "temporal_r": temporal["mean"],
@@ -192,6 +198,7 @@ def summarize_cohort(scans: pd.DataFrame, data: Gathered, *, relation: dict, n_e
             "mutual_info": float(df["mutual_info"].mean()) if df["mutual_info"].notna().any() else np.nan,
             "shuffled_r": float(df["shuffled_r"].mean()) if df["shuffled_r"].notna().any() else np.nan,
             "peak_lag_s": _peak_of_mean_curve([data.lag_curves.get(k + (band,)) for k in bkeys]),
+            "group_seed_map": group_band_seed, "group_power_map": group_power,
         })
     nc = relation["noise_ceiling"]
     gamma = next((b for b in bands if b["band"] == nc.get("band", "gamma")), None)

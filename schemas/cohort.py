@@ -4,10 +4,8 @@ A row remembers which scans it summarised; ``lfpbold populate`` recomputes rows 
 """
 
 import datajoint as dj
-import numpy as np
 
-from lfpbold.plugins.maps import group_mean_map
-from lfpbold.query import BAND_COLUMNS, SCAN_KEY, _nan, gather, scan_set_hash, scan_table, summarize_cohort
+from lfpbold.query import BAND_COLUMNS, _nan, gather, scan_set_hash, scan_table, summarize_cohort
 
 from . import acquisition, analysis, params
 
@@ -88,26 +86,20 @@ class Cohort(dj.Computed):
 
     def make(self, key):
         relation = params.RelationParams.get_params(key)
-        summaries = {s: self._data(key, s) for s in ("classic", "one_hz")}
-        data = summaries["classic"]
-        exc = data.excluded
-        n_excluded = len(exc[(exc["state"] == key["state"]) & (exc["region"] == key["region"])])
-        group, _ = summarize_cohort(data.scans, data, relation=relation, n_excluded=n_excluded)
+        summaries = {}
+        for band_set in ("classic", "one_hz"):  # the group's own values come from the named bands
+            d = self._data(key, band_set)
+            if band_set == "classic" or not d.scans.empty:
+                exc = d.excluded
+                n_excluded = len(exc[(exc["state"] == key["state"]) & (exc["region"] == key["region"])])
+                summaries[band_set] = (d, *summarize_cohort(d.scans, d, relation=relation, n_excluded=n_excluded))
+        data, group, _ = summaries["classic"]
         self.insert1(dict(key, scan_set_hash=scan_set_hash(data.scans),
                           **{c: group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
                           **{c: _nan(group[c]) for c in ("cnr", "removal_ols_r", "removal_soft_r", "removal_censor_r")}))
-        rows = []
-        for band_set, d in summaries.items():
-            if d.scans.empty:
-                continue
-            _, bands = summarize_cohort(d.scans, d, relation=relation, n_excluded=n_excluded)
-            for b in bands:
-                df = d.scans[d.scans["band"] == b["band"]]
-                keys = [tuple(r) for r in df[SCAN_KEY + ["region"]].itertuples(index=False)]
-                rows.append(dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_COLUMNS},
-                                 group_seed_map=group_mean_map(np.stack([d.seed_maps[k] for k in keys])),
-                                 group_power_map=group_mean_map(np.stack([d.power_maps[k + (b["band"],)]
-                                                                          for k in keys]))))
+        rows = [dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_COLUMNS},
+                     group_seed_map=b["group_seed_map"], group_power_map=b["group_power_map"])
+                for _, _, bands in summaries.values() for b in bands]
         self.Band.insert(rows)
         curves = group["noise_ceiling"]
         if curves is not None:
