@@ -118,9 +118,8 @@ class BandPower(dj.Computed):
         return (CleanLFP & key).fetch1("combined_digest"), params.BandPowerParams.get_params(key)
 
     def make_compute(self, key, combined_digest, p):
-        combined, rate = (CleanLFP & key).fetch1("combined", "sampling_rate")
-        if digest(combined) != combined_digest:
-            raise dj.DataJointError(f"CleanLFP {key} changed while BandPower was reading it")
+        combined = _verified(CleanLFP & key, "combined", combined_digest)
+        rate = (CleanLFP & key).fetch1("sampling_rate")
         onsets = (acquisition.LFPRecording & key).fetch1("volume_triggers")
         t_r = (acquisition.FMRIRun & key).fetch1("t_r")
         bands = _bands(p["band_sets"])
@@ -197,11 +196,17 @@ def _roi(key):
     return (acquisition.Atlas.ROI & atlas & key).fetch1("roi_mask")[atlas.fetch1("brain_mask")]
 
 
+def _verified(row, attribute: str, expected: str):
+    """Fetch a large array and check it against the digest make_fetch saw (no change in between)."""
+    value = row.fetch1(attribute)
+    if digest(value) != expected:
+        raise dj.DataJointError(f"{row.table_name} {attribute} changed while it was being read")
+    return value
+
+
 def _bold_data(key):
-    data, data_digest = (PreprocessedBold & key).fetch1("data", "data_digest")
-    if digest(data) != data_digest:
-        raise dj.DataJointError(f"PreprocessedBold {key} changed while it was being read")
-    return data
+    row = PreprocessedBold & key
+    return _verified(row, "data", row.fetch1("data_digest"))
 
 
 @schema
