@@ -31,6 +31,29 @@ class _QuietDataJoint(logging.Filter):
 
 
 logging.getLogger("datajoint").addFilter(_QuietDataJoint())
+
+
+def _safe_write(filepath, blob) -> None:
+    """DataJoint's ``safe_write`` with a temporary name of the writer's own.
+
+    DataJoint 2.3 writes every store object through ``<path>.saving``. Its store is
+    content-addressed, so two populate workers storing identical bytes (e.g. the band-power
+    window times of two recordings of equal length) share that temporary file, and one rename
+    fails with FileNotFoundError. With a unique temporary name each writer renames its own
+    file; identical content makes the last rename as good as the first.
+    """
+    import uuid
+
+    filepath = Path(filepath)
+    if filepath.is_file():
+        return
+    filepath.parent.mkdir(parents=True, exist_ok=True)
+    temp = filepath.with_name(f"{filepath.name}.{os.getpid()}.{uuid.uuid4().hex}.saving")
+    temp.write_bytes(blob)
+    os.replace(temp, filepath)
+
+
+dj.utils.safe_write = _safe_write  # datajoint.storage imports it at each write, so this takes effect
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
     logging.getLogger("datajoint").setLevel(logging.WARNING)
