@@ -18,7 +18,12 @@ Generative model (one scan, one implant region R; ``c`` = true temporal r, ``C``
   plus in-band noise calibrated so that in the ROI mean (the voxels around the electrode tip,
   what the pipeline correlates) the noise has SD = SD(signal) / C and the signal's spectrum: a
   spatially coherent local part ``e`` (the region's pattern near the tip) and an independent
-  per-voxel part (at most a third of the ROI-mean noise variance). Outside the 0.01-0.1 Hz band:
+  per-voxel part of SD ``Size.voxel_noise / C`` (capped at ``Size.voxel_noise_share`` of the ROI-mean
+  noise variance). The per-voxel part sets how noisy each scan's correlation maps are; at paper
+  size it is calibrated so that the CNR the study estimated from its maps (group-mean vs
+  scan-wise spatial r, :func:`lfpbold.plugins.noise_ceiling.estimate_cnr`) comes out at ``C``, i.e.
+  one CNR governs both the time courses and the maps, as the study's noise-ceiling inference
+  assumes. Outside the 0.01-0.1 Hz band:
   white noise (above 0.15 Hz only), a global fluctuation that is zero near every implant (so that
   global-signal regression has something to remove without touching the ROIs), a small
   motion-correlated signal at the brain edge, and a linear scanner drift.
@@ -117,6 +122,12 @@ class Size:
     probe_model: str
     contact_spacing_um: float
     global_free_mm: tuple  # the global fluctuation is 0 within r0 of a tip, 1 beyond r1
+    # In-band BOLD noise (see simulate_bold): independent per-voxel SD at CNR 1 (% signal; divided
+    # by the CNR, and at most), the largest share of the ROI-mean noise variance it may take, and
+    # the width (mm) of the spatially coherent local part around the tip (None: 2.5 blob widths).
+    voxel_noise: float = 1.17
+    voxel_noise_share: float = 1.0 / 3.0
+    local_noise_mm: float | None = None
 
     @property
     def n_times(self) -> int:
@@ -141,8 +152,11 @@ SIZES = {
     "paper": Size(
         name="paper", grid=(64, 64, 20), voxel_mm=(0.5, 0.5, 1.0), origin_mm=(-16.0, -12.5, -21.5),
         n_volumes=1200, n_slices=20, t_r=1.0, fs=24414.0, n_channels=16, lead_s=600.0, tail_s=5.0,
-        roi_radius_mm=0.75, blob_sigma_mm=1.0, readout_lines=64, probe_model="MRCM16LP",
+        roi_radius_mm=1.0, blob_sigma_mm=1.0, readout_lines=64, probe_model="MRCM16LP",
         contact_spacing_um=50.0, global_free_mm=(2.25, 5.25),
+        # Calibrated so that the maps' CNR, as the study estimated it (group-mean vs scan-wise
+        # spatial r), agrees with the temporal CNR: 1.4 / 1.3 (ACC / M1) from 9 scans at CNR 1.3.
+        voxel_noise=1.56, voxel_noise_share=0.95, local_noise_mm=1.0,
     ),
 }
 
@@ -317,7 +331,8 @@ def build_atlas(size: Size | str, regions, seed: int = 0) -> Atlas:
         # Local noise: the same profile near the tip, fading over a few blob widths, so that
         # spatial smoothing scales signal and local noise alike in the ROI.
         d2 = (x - imp["ml"]) ** 2 + (y - imp["ap"]) ** 2 + (z - imp["dv"]) ** 2
-        loc = pattern * np.exp(-d2 / (2 * (2.5 * sigma) ** 2))
+        width = size.local_noise_mm or 2.5 * sigma
+        loc = pattern * np.exp(-d2 / (2 * width**2))
         for other, roi in rois.items():
             if other != r:
                 pattern = np.where(roi, 0.0, pattern)
@@ -510,16 +525,17 @@ def simulate_bold(atlas: Atlas, latents: dict, motion: np.ndarray, scan_seed: in
     idx = np.flatnonzero(brain.ravel())
     s0 = atlas.s0.ravel()[idx]
     amp = 1.0  # percent signal change of the network signal where the pattern is 1
-    sigma_ind_max = 0.9 * amp
-    # In-band independent noise: one SD for all voxels, small enough that in every ROI mean it
-    # is at most a third of the noise variance that the CNR allows.
+    sigma_ind_max = size.voxel_noise * amp / cnr
+    # In-band independent noise: one SD for all voxels, inversely proportional to the CNR so that
+    # each scan's maps are as noisy as its time courses, and small enough that in every ROI mean
+    # it takes at most ``size.voxel_noise_share`` of the noise variance that the CNR allows.
     targets, sigma_ind = {}, sigma_ind_max
     for r, roi in atlas.rois.items():
         w = roi.ravel()[idx].astype(float)
         w /= w.sum()
         m_p = np.dot(w, s0 * atlas.patterns[r].ravel()[idx])
         targets[r] = (amp * m_p / cnr) ** 2
-        sigma_ind = min(sigma_ind, math.sqrt(targets[r] / 3.0 / np.dot(w**2, s0**2)))
+        sigma_ind = min(sigma_ind, math.sqrt(targets[r] * size.voxel_noise_share / np.dot(w**2, s0**2)))
     pct = np.zeros((idx.size, n_vol))
     for r in atlas.rois:
         lat = latents["regions"][r]
