@@ -4,7 +4,7 @@ A sedated study of paper-size scans (64x64x20x1200 BOLD, 16-channel LFP at 24,41
 MR gradient artifacts on), ACC and M1, true temporal r 0.59, CNR 1.3. Prints every figure the
 issue asks for, each with its bound, plus wall time per step and disk use; exits 1 if a check fails.
 
-    python benchmarks/paper_check.py --workdir /big/disk/paper --subjects 3 --scans 2 --processes 2
+    python benchmarks/paper_check.py --workdir /big/disk/paper --subjects 4 --scans 3 --processes 2   # ~75 GB
 """
 
 from __future__ import annotations
