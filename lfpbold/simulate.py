@@ -328,7 +328,8 @@ def build_atlas(size: Size | str, regions, seed: int = 0) -> Atlas:
         for ap, ml, dv, weight, _ in imp["connected"]:
             miss *= 1.0 - weight * blob(ml, ap, dv)
         pattern = (1.0 - miss) * grey
-        # Local noise: the same profile near the tip, fading over a few blob widths, so that
+        # Local noise: the same profile near the tip, fading over size.local_noise_mm (default a few
+        # blob widths), so that
         # spatial smoothing scales signal and local noise alike in the ROI.
         d2 = (x - imp["ml"]) ** 2 + (y - imp["ap"]) ** 2 + (z - imp["dv"]) ** 2
         width = size.local_noise_mm or 2.5 * sigma
