@@ -1,0 +1,43 @@
+"""The study's shared vocabulary, declared once: frequency bands, brain states, motion columns.
+
+Plugins, readers, schemas and the simulator all import these names from here, so a band's edges
+or a state's spelling cannot drift apart between the places that use them. Nothing here imports
+DataJoint.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLASSIC_BANDS", "one_hz_bands", "STATES", "STATE_DESCRIPTIONS", "MOTION_COLUMNS"]
+
+#: The five named LFP bands of the reference study (Hz), in display order.
+CLASSIC_BANDS: dict[str, tuple[float, float]] = {
+    "delta": (1.0, 4.0),
+    "theta": (4.0, 7.0),
+    "alpha": (7.0, 13.0),
+    "beta": (13.0, 30.0),
+    "gamma": (40.0, 100.0),
+}
+
+
+def one_hz_bands() -> dict[str, tuple[float, float]]:
+    """Every 1-Hz band from 0.1 to 100 Hz (the study's fine-grained analysis), in order.
+
+    Examples
+    --------
+    >>> bands = one_hz_bands()
+    >>> len(bands), bands["0.1-1Hz"], bands["99-100Hz"]
+    (100, (0.1, 1.0), (99.0, 100.0))
+    """
+    edges = [0.1] + list(range(1, 101))
+    return {f"{lo:g}-{hi:g}Hz": (float(lo), float(hi)) for lo, hi in zip(edges[:-1], edges[1:])}
+
+
+#: Brain states of a session, and how the reference study induced them.
+STATE_DESCRIPTIONS: dict[str, str] = {
+    "sedated": "dexmedetomidine + 0.3% isoflurane",
+    "awake": "restrained, acclimated",
+}
+STATES: tuple[str, ...] = tuple(STATE_DESCRIPTIONS)
+
+#: Realignment parameters, in this order: translations (mm), then rotations (radians).
+MOTION_COLUMNS: tuple[str, ...] = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
