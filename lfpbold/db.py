@@ -161,8 +161,7 @@ def connect(
     backend = setting(backend, "database.backend", "DJ_BACKEND")
     cfg["database.backend"] = backend
     host = setting(host, "database.host", "DJ_HOST")
-    default_port = 5432 if backend == "postgresql" else 3306
-    port = compat.correct_port(int(setting(port, "database.port", "DJ_PORT") or default_port), backend)
+    port = int(port if port is not None else os.environ.get("DJ_PORT") or compat.config_port(backend))
     user = setting(user, "database.user", "DJ_USER")
     password = setting(password, "database.password", "DJ_PASS")
     if user is None:

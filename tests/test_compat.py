@@ -38,7 +38,7 @@ CHECKS = {
         "test_datajoint_file_store_writes_through_utils_safe_write",
         "test_identical_writes_do_not_race",
     ],
-    "config_port": ["test_upstream_port_default_is_fixed_at_import"],
+    "config_port": ["test_upstream_port_default_is_fixed_at_import", "test_config_port", "test_connect_port"],
     "mariadb_store": [
         "test_upstream_mariadb_cannot_hold_store_columns",
         "test_arrays_in_table_on_mariadb_only",
@@ -220,6 +220,86 @@ def test_upstream_port_default_is_fixed_at_import(monkeypatch):
     assert cfg["database.port"] == 3306, _fixed_upstream(
         "config_port", "now re-derives database.port when database.backend changes"
     )
+
+
+@pytest.fixture
+def config_path():
+    """Sets which datajoint.json dj.config says it loaded; restored after the test.
+
+    (monkeypatch.setattr cannot restore an attribute of DataJoint's config proxy.)
+    """
+    import datajoint as dj
+
+    old = dj.config._config_path
+    yield lambda path: setattr(dj.config, "_config_path", path)
+    dj.config._config_path = old
+
+
+@pytest.fixture
+def dj_config(monkeypatch, config_path):
+    """dj.config with no datajoint.json and no DJ_PORT; restored after the test."""
+    import datajoint as dj
+
+    monkeypatch.delenv("DJ_PORT", raising=False)
+    config_path(None)
+    monkeypatch.setitem(dj.config, "database.port", dj.config["database.port"])
+    monkeypatch.setitem(dj.config, "database.backend", dj.config["database.backend"])
+    return dj.config
+
+
+@pytest.mark.parametrize("backend, other, own", [("postgresql", 3306, 5432), ("mysql", 5432, 3306)])
+def test_config_port(dj_config, config_path, monkeypatch, tmp_path, backend, other, own):
+    dj_config["database.port"] = other  # DataJoint's guess at import, for the other backend
+    assert compat.config_port(backend) == own
+    dj_config["database.port"] = own
+    assert compat.config_port(backend) == own
+    dj_config["database.port"] = 6543  # someone chose it
+    assert compat.config_port(backend) == 6543
+
+    dj_config["database.port"] = other
+    monkeypatch.setenv("DJ_PORT", str(other))  # chosen through the environment
+    assert compat.config_port(backend) == other
+    monkeypatch.delenv("DJ_PORT")
+    for written in ({"database": {"port": other}}, {"database.port": other}):  # chosen in datajoint.json
+        path = tmp_path / "datajoint.json"
+        path.write_text(json.dumps(written))
+        config_path(path)
+        assert compat.config_port(backend) == other
+
+
+class _Connected(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "backend, port, dj_port, config, expected",
+    [
+        ("postgresql", 3306, None, 3306, 3306),  # explicit argument, even the other backend's default
+        ("mysql", 5432, None, 5432, 5432),
+        ("postgresql", None, "3306", 3306, 3306),  # DJ_PORT
+        ("postgresql", None, None, 3306, 5432),  # DataJoint's import-time guess for MySQL
+        ("mysql", None, None, 5432, 3306),
+        ("postgresql", None, None, 6543, 6543),  # a port someone set in dj.config
+    ],
+)
+def test_connect_port(dj_config, monkeypatch, tmp_path, backend, port, dj_port, config, expected):
+    import datajoint as dj
+
+    from lfpbold.db import connect
+
+    seen = {}
+
+    def fake_connection(host, user, password, port, **kw):
+        seen.update(host=host, port=port, backend=kw.get("backend"))
+        raise _Connected
+
+    monkeypatch.setattr(dj, "Connection", fake_connection)
+    if dj_port is not None:
+        monkeypatch.setenv("DJ_PORT", dj_port)
+    dj_config["database.port"] = config
+    with pytest.raises(_Connected):
+        connect(host="db.lab", user="u", password="", backend=backend, port=port, embedded=False, home=tmp_path)
+    assert seen == {"host": "db.lab", "port": expected, "backend": backend}
 
 
 # --- 3. mariadb_store -------------------------------------------------------------------------------
@@ -412,19 +492,6 @@ def test_mariadb_warning_hidden():
             connection = _mariadb_connection()
     connection.close()
     assert not [w for w in seen if "MariaDB" in str(w.message)]
-
-
-@pytest.fixture
-def config_path():
-    """Sets which datajoint.json dj.config says it loaded; restored after the test.
-
-    (monkeypatch.setattr cannot restore an attribute of DataJoint's config proxy.)
-    """
-    import datajoint as dj
-
-    old = dj.config._config_path
-    yield lambda path: setattr(dj.config, "_config_path", path)
-    dj.config._config_path = old
 
 
 # --- 6. config_path ---------------------------------------------------------------------------------
