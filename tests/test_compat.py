@@ -79,6 +79,13 @@ def test_every_workaround_is_checked():
     assert not missing
 
 
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(compat)
+    assert result.attempted and not result.failed
+
+
 def test_importing_compat_is_cheap():
     code = (
         "import sys, lfpbold.compat; "
