@@ -140,6 +140,33 @@ def populate(ctx, processes, reserve_jobs, orphan_timeout):
         sys.exit(1)
 
 
+@main.command()
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--subject", default=None, help="Only this subject's scans.")
+@click.option("--session", default=None, help="Only this session's scans.")
+@click.option("--state", default=None, help="Only scans in this state (e.g. awake).")
+@click.pass_context
+def select(ctx, lfp_paramset, band_paramset, bold_paramset, relation_paramset, subject, session, state):
+    """Select a combination of parameter sets for the matching scans (then run populate).
+
+    Ingest selects the study's sets (all 0) for every new scan; this adds others side by side.
+    Unnamed sets stay at 0.
+    """
+    from lfpbold.pipeline import select as run
+
+    _connect(ctx)
+    try:
+        n = run(lfp_paramset=lfp_paramset, band_paramset=band_paramset, bold_paramset=bold_paramset,
+                relation_paramset=relation_paramset, subject=subject, session=session, state=state)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    combo = f"lfp {lfp_paramset}, band {band_paramset}, bold {bold_paramset}, relation {relation_paramset}"
+    click.echo(f"select: {n} scan(s) newly selected for {combo}")
+
+
 #: what the terminal table shows unless --all-columns: the study's headline figures
 HEADLINE = ["spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_p", "inferred_true_r", "peak_lag_s",
             "removal_ols_r", "n_scans", "n_excluded"]
@@ -148,22 +175,19 @@ HEADLINE = ["spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_p", "infe
 def _print_results(df, fmt, all_columns=False):
     import pandas as pd
 
+    from lfpbold.query import GROUPABLE
+
     if fmt == "table" and not all_columns:
-        grouping = [c for c in df.columns if c not in _all_columns()]
-        df = df[grouping + HEADLINE]
+        grouping = [c for c in df.columns if c in GROUPABLE]
+        df = df[grouping + [c for c in HEADLINE if c in df.columns]]
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
     else:
-        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
+                               "display.max_colwidth", 60):
             click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-
-
-def _all_columns():
-    from lfpbold.query import COLUMNS
-
-    return COLUMNS
 
 
 @main.command()

@@ -6,6 +6,7 @@ The CLI, notebooks and tests all go through these functions.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +98,12 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
 
     Running it twice inserts nothing the second time. A scan already in the database whose file
     checksum has changed is an error (the database would otherwise describe a different file).
+    Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
+    study's analysis for it; :func:`select` adds other combinations.
     """
     from lfpbold.ingest import IngestError, read_study
     from lfpbold.schemas import acquisition as acq
+    from lfpbold.schemas import params
 
     records = read_study(study_dir, checksums=checksums)
     report = IngestReport(errors=list(records.errors))
@@ -130,8 +134,57 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
             acq.FMRIRun.insert1(scan.fmri)
             acq.LFPRecording.insert1(scan.lfp)
             acq.LFPRecording.Channel.insert(scan.channels)
+            params.AnalysisSelection.insert1(dict(scan.key, **DEFAULT_COMBINATION))  # the study's analysis
         report.inserted.append(scan.key)
     return report
+
+
+#: The study's parameter sets: what ingest selects for every new scan.
+DEFAULT_COMBINATION = {"lfp_paramset": 0, "band_paramset": 0, "bold_paramset": 0, "relation_paramset": 0}
+
+
+def select(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int = 0, relation_paramset: int = 0,
+           subject: str | None = None, session: str | None = None, run: int | None = None,
+           state: str | None = None) -> int:
+    """Select a combination of parameter sets for the matching scans; ``populate`` then computes it.
+
+    Unnamed parameter sets stay at the study's defaults (0). Scans are matched by any of
+    ``subject``, ``session``, ``run`` and ``state``; with none given, every scan. Selecting what
+    is already selected changes nothing.
+
+    Returns
+    -------
+    int
+        Scans newly selected.
+
+    Examples
+    --------
+    >>> from lfpbold.schemas.params import BoldParams                          # doctest: +SKIP
+    >>> n = BoldParams.insert_new_params(BoldParams.bandpass_params(), "band-pass only")   # doctest: +SKIP
+    >>> select(bold_paramset=n, subject="01")                                  # doctest: +SKIP
+    4
+    """
+    from lfpbold.schemas import acquisition as acq
+    from lfpbold.schemas import params
+
+    combo = {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset,
+             "relation_paramset": relation_paramset}
+    for table, name in ((params.LFPParams, "lfp_paramset"), (params.BandPowerParams, "band_paramset"),
+                        (params.BoldParams, "bold_paramset"), (params.RelationParams, "relation_paramset")):
+        if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
+            raise ValueError(f"{name} must be a parameter-set number; got {combo[name]!r}")
+        combo[name] = int(combo[name])
+        if not table & {name: combo[name]}:
+            known = ", ".join(str(n) for n in table.to_arrays(name))
+            raise ValueError(f"No {table.__name__} set {combo[name]}; the sets are: {known}")
+    scans = acq.Scan.proj() * acq.Session.proj("state")
+    for attr, value in (("subject", subject), ("session", session), ("run", run), ("state", state)):
+        if value is not None:
+            scans &= {attr: value}  # a dict restriction: values are quoted by DataJoint, never SQL text
+    rows = [dict(k, **combo) for k in scans.proj().keys()]
+    before = len(params.AnalysisSelection & combo)
+    params.AnalysisSelection.insert(rows, skip_duplicates=True)
+    return len(params.AnalysisSelection & combo) - before
 
 
 def _nan_to_null(row: dict) -> dict:

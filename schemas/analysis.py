@@ -1,8 +1,14 @@
-"""Per-scan analyses filled in by ``populate``: clean LFP, band power, preprocessed BOLD and maps.
+"""Per-scan analyses filled in by ``populate``: clean LFP, band power, preprocessed BOLD, maps, relations.
 
-Heavy steps use the tripartite make: ``make_fetch`` returns only identifiers and digests (it is run
-twice and its result hashed), ``make_compute`` reads the data and calls the plugins outside any
-transaction, ``make_insert`` writes the rows.
+Every ``make`` fetches its inputs, calls the plugin methods its parameter set names (looked up in the
+entry-point registry) and inserts the result; each table computes only the parameter-set
+combinations :class:`~lfpbold.schemas.params.AnalysisSelection` asks for. Heavy steps use the
+tripartite make: ``make_fetch`` returns only identifiers and digests (it is run twice and its result
+hashed), ``make_compute`` reads the data and calls the plugins outside any transaction,
+``make_insert`` writes the rows.
+
+The numeric helpers (readers, plugins) are imported inside the makes: activating the schemas, as
+every ``lfpbold`` command does, then needs DataJoint only, not SciPy, scikit-learn or pynwb.
 """
 
 import hashlib
@@ -10,16 +16,10 @@ import hashlib
 import datajoint as dj
 import numpy as np
 
-from lfpbold.ingest import read_bold
-from lfpbold.lfp import clean_implant
 from lfpbold.plugins import get_plugin
-from lfpbold.plugins.bold import framewise_displacement, screen_motion
-from lfpbold.plugins.hrf import hrf_regressor
-from lfpbold.plugins.maps import (correlation_map, mutual_information_map, rank_correlation_map, roi_mean,
-                                  spatial_similarity)
-from lfpbold.plugins.temporal import hrf_sweep, lagged_xcorr, peak_lag, shuffled_control
 
 from . import acquisition, params
+from .params import method_and_kwargs, selected
 
 schema = dj.Schema()
 
@@ -30,15 +30,23 @@ def digest(array) -> str:
     return hashlib.md5(a.tobytes() + str((a.dtype, a.shape)).encode()).hexdigest()
 
 
-def _method(step_params: dict):
-    kwargs = dict(step_params)
-    return kwargs.pop("method"), kwargs
+def _nan(value):
+    """A float for the database, None for missing (MySQL has no NaN)."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _bands(band_sets):
-    """Bands of the given sets, in display order (classic first)."""
+    """Bands of the given sets, in display order (sets in the order given)."""
     rows = (params.FrequencyBand & [{"band_set": s} for s in band_sets]).to_dicts(order_by="band_set, band_order")
     return sorted(rows, key=lambda r: (list(band_sets).index(r["band_set"]), r["band_order"]))
+
+
+def _band_rows(key, attribute: str, band_sets=None) -> list[dict]:
+    """``band``, ``band_set`` and one attribute of each band of this scan's band power, in display order."""
+    query = BandPower.Band.proj(attribute) * params.FrequencyBand.proj("band_set", "band_order") & key
+    if band_sets is not None:
+        query &= [{"band_set": s} for s in band_sets]
+    return query.to_dicts(order_by="band_set, band_order")
 
 
 @schema
@@ -68,7 +76,7 @@ class CleanLFP(dj.Computed):
     @property
     def key_source(self):
         rec = acquisition.LFPRecording.proj() * acquisition.Implant.proj() * params.LFPParams.proj()
-        return rec & acquisition.LFPRecording.Channel.proj()
+        return selected(rec & acquisition.LFPRecording.Channel.proj("region"))
 
     def make_fetch(self, key):
         rec = (acquisition.LFPRecording & key).fetch1("nwb_path", "nwb_sha256", "series_path", "sampling_rate")
@@ -76,6 +84,8 @@ class CleanLFP(dj.Computed):
         return rec, channels, params.LFPParams.get_params(key)
 
     def make_compute(self, key, rec, channels, p):
+        from lfpbold.lfp import clean_implant
+
         nwb_path, _, series_path, sfreq = rec
         slices = (acquisition.LFPRecording & key).fetch1("slice_triggers")
         return clean_implant(nwb_path, series_path=series_path, channels=channels, sfreq=sfreq,
@@ -114,21 +124,27 @@ class BandPower(dj.Computed):
         mean_power : float64
         """
 
+    @property
+    def key_source(self):
+        return selected(CleanLFP.proj() * params.BandPowerParams.proj())
+
     def make_fetch(self, key):
         return (CleanLFP & key).fetch1("combined_digest"), params.BandPowerParams.get_params(key)
 
     def make_compute(self, key, combined_digest, p):
+        from lfpbold.plugins.hrf import hrf_regressor
+
         combined = _verified(CleanLFP & key, "combined", combined_digest)
         rate = (CleanLFP & key).fetch1("sampling_rate")
         onsets = (acquisition.LFPRecording & key).fetch1("volume_triggers")
         t_r = (acquisition.FMRIRun & key).fetch1("t_r")
         bands = _bands(p["band_sets"])
-        name, kw = _method(p["band_power"])
+        name, kw = method_and_kwargs(p["band_power"], "band_power")
         power, times = get_plugin("band_power", name)(
             combined.astype(np.float64), rate, bands=[(b["low_hz"], b["high_hz"]) for b in bands], **kw
         )
         step = float(np.median(np.diff(times)))
-        hrf_name, hrf_kw = _method(p["hrf"])
+        hrf_name, hrf_kw = method_and_kwargs(p["hrf"], "hrf")
         kernel = get_plugin("hrf", hrf_name)(step, **hrf_kw)
         _, regressors = hrf_regressor(power, times, onsets, t_r, kernel=kernel)
         return 1.0 / step, times, onsets, t_r, [b["band"] for b in bands], power, regressors
@@ -157,10 +173,17 @@ class PreprocessedBold(dj.Computed):
     data_digest : char(32)
     """
 
+    @property
+    def key_source(self):
+        return selected(acquisition.FMRIRun.proj() * params.BoldParams.proj())
+
     def make_fetch(self, key):
         return (acquisition.FMRIRun & key).fetch1("bold_sha256"), params.BoldParams.get_params(key)
 
     def make_compute(self, key, bold_sha256, p):
+        from lfpbold.ingest import read_bold
+        from lfpbold.plugins.bold import framewise_displacement, screen_motion
+
         run = (acquisition.FMRIRun & key).fetch1()
         state = (acquisition.Session & key).fetch1("state")
         atlas = (acquisition.Atlas & (acquisition.Scan & key)).fetch1()
@@ -177,7 +200,7 @@ class PreprocessedBold(dj.Computed):
         if excluded:
             return fd, keep, True, reason, None
         bold, affine = read_bold(run["bold_path"])
-        name, kw = _method(p["bold_preprocessing"])
+        name, kw = method_and_kwargs(p["bold_preprocessing"], "bold_preprocessing")
         data = get_plugin("bold_preprocessing", name)(
             bold, t_r=run["t_r"], brain_mask=atlas["brain_mask"], affine=affine, motion=run["motion"],
             wm_mask=atlas["wm_mask"], ventricle_mask=atlas["ventricle_mask"],
@@ -209,28 +232,45 @@ def _bold_data(key):
     return _verified(row, "data", row.fetch1("data_digest"))
 
 
+def _relation(key) -> dict:
+    return params.RelationParams.get_params(key)
+
+
+def _map_method(relation: dict):
+    """The primary correlation-map method: seed maps, and the maps spatial similarity compares."""
+    return get_plugin("correlation_map", relation["maps"]["methods"][0])
+
+
+def _usable_bold():
+    return (PreprocessedBold & {"excluded": False}).proj()
+
+
 @schema
 class SeedMap(dj.Computed):
     definition = """
-    # the resting-state network of one implant: r of its ROI-mean BOLD with every brain voxel
+    # the resting-state network of one implant: its ROI-mean BOLD correlated with every brain voxel
     -> PreprocessedBold
     -> acquisition.Implant
+    -> params.RelationParams
     ---
     seed_ts : <blob>                   # ROI-mean preprocessed BOLD, kept volumes
-    seed_map : <blob>                  # float32 r per brain voxel
+    seed_map : <blob>                  # float32 value per brain voxel (the first map method's)
     """
 
     @property
     def key_source(self):
-        return (PreprocessedBold & {"excluded": False}).proj() * acquisition.Implant.proj()
+        recorded = acquisition.LFPRecording.Channel.proj("region")  # implants this scan has LFP from
+        return selected(_usable_bold() * acquisition.Implant.proj() * params.RelationParams.proj()) & recorded
 
     def make_fetch(self, key):
-        return ((PreprocessedBold & key).fetch1("data_digest"),)
+        return (PreprocessedBold & key).fetch1("data_digest"), _relation(key)["maps"]
 
-    def make_compute(self, key, _):
+    def make_compute(self, key, _, maps):
+        from lfpbold.plugins.maps import roi_mean
+
         data = _bold_data(key)
         seed = roi_mean(data, _roi(key))
-        return seed, correlation_map(seed, data).astype(np.float32)
+        return seed, np.asarray(get_plugin("correlation_map", maps["methods"][0])(seed, data), dtype=np.float32)
 
     def make_insert(self, key, seed, seed_map):
         self.insert1(dict(key, seed_ts=seed, seed_map=seed_map))
@@ -239,41 +279,41 @@ class SeedMap(dj.Computed):
 @schema
 class LFPPowerMap(dj.Computed):
     definition = """
-    # r of each band's HRF-convolved power with every brain voxel, for one implant and scan
+    # each band's HRF-convolved power correlated with every brain voxel, for one implant and scan
     -> BandPower
-    -> PreprocessedBold
+    -> SeedMap
     """
 
-    class Band(dj.Part):
+    class Map(dj.Part):
         definition = """
+        # one band's map by one correlation-map method
         -> master
         -> BandPower.Band
+        map_method : varchar(32)       # a correlation_map plugin named in RelationParams maps.methods
         ---
-        power_map : <blob>             # float32 Pearson r per brain voxel
-        spearman_map : <blob>          # float32 Spearman r per brain voxel
-        mi_map : <blob>                # float32 Gaussian-copula mutual information (nats) per voxel
+        power_map : <blob>             # float32 value per brain voxel
         """
 
     @property
     def key_source(self):
-        return BandPower.proj() * (PreprocessedBold & {"excluded": False}).proj()
+        return selected(BandPower.proj() * SeedMap.proj())
 
     def make_fetch(self, key):
-        return ((PreprocessedBold & key).fetch1("data_digest"),)
+        return (PreprocessedBold & key).fetch1("data_digest"), _relation(key)["maps"]
 
-    def make_compute(self, key, _):
+    def make_compute(self, key, _, maps):
         data = _bold_data(key)
         keep = (PreprocessedBold & key).fetch1("keep")
         bands, regs = (BandPower.Band & key).to_arrays("band", "regressor")
         regs = np.stack(regs)[:, keep]
-        maps = [f(regs, data).astype(np.float32)
-                for f in (correlation_map, rank_correlation_map, mutual_information_map)]
-        return list(bands), *maps
+        out = [(method, np.asarray(get_plugin("correlation_map", method)(regs, data), dtype=np.float32))
+               for method in maps["methods"]]
+        return list(bands), out
 
-    def make_insert(self, key, bands, pearson, spearman, mi):
+    def make_insert(self, key, bands, maps):
         self.insert1(key)
-        self.Band.insert(dict(key, band=b, power_map=p, spearman_map=s, mi_map=m)
-                         for b, p, s, m in zip(bands, pearson, spearman, mi))
+        self.Map.insert(dict(key, band=b, map_method=method, power_map=m[i])
+                        for method, m in maps for i, b in enumerate(bands))
 
 
 @schema
@@ -284,74 +324,92 @@ class TemporalCorrelation(dj.Computed):
     -> SeedMap
     """
 
-    class Band(dj.Part):
+    class Metric(dj.Part):
         definition = """
+        # one band's value of one temporal metric
+        -> master
+        -> BandPower.Band
+        metric : varchar(32)           # a temporal_metric plugin named in RelationParams temporal.metrics
+        ---
+        value = null : float64         # null where the metric is undefined (e.g. constant power)
+        """
+
+    class Shuffle(dj.Part):
+        definition = """
+        # the control: the metric of circularly shifted band power with the local BOLD
         -> master
         -> BandPower.Band
         ---
-        r : float64                    # Pearson
-        spearman_r : float64
-        mutual_info = null : float64   # nats, k-nearest-neighbour estimate (classic bands)
-        shuffled_r = null : float64    # mean r of circularly shifted band power (classic bands)
-        shuffled_p = null : float64    # fraction of shifts with |r| >= |observed|
+        null_mean = null : float64     # mean over the shifts
+        p = null : float64             # fraction of shifts with |value| >= |observed|
         """
 
+    @property
+    def key_source(self):
+        return selected(BandPower.proj() * SeedMap.proj())
+
     def make(self, key):
+        from lfpbold.plugins.temporal import shuffled_control
+
+        spec = _relation(key)["temporal"]
         seed = (SeedMap & key).fetch1("seed_ts")
         keep = (PreprocessedBold & key).fetch1("keep")
         t_r = (BandPower & key).fetch1("t_r")
-        classic = set((params.FrequencyBand & {"band_set": "classic"}).to_arrays("band"))
-        metric = {m: get_plugin("temporal_metric", m) for m in ("pearson", "spearman", "mutual_information")}
-        rows = []
-        for band, reg in zip(*(BandPower.Band & key).to_arrays("band", "regressor")):
-            x = reg[keep]
-            row = dict(key, band=band, r=metric["pearson"](x, seed), spearman_r=metric["spearman"](x, seed),
-                       mutual_info=None, shuffled_r=None, shuffled_p=None)
-            if band in classic:  # the slower estimates only where the study reports them
-                control = shuffled_control(x, seed, t_r=t_r)
-                row.update(mutual_info=metric["mutual_information"](x, seed), shuffled_r=control["mean"],
-                           shuffled_p=control["p"])
-            rows.append(row)
+        kwargs = spec.get("method_params", {})
+        metrics = {m: get_plugin("temporal_metric", m) for m in spec["metrics"]}
+        shuffle = spec.get("shuffle")
+        metric_rows, shuffle_rows = [], []
+        for band in _band_rows(key, "regressor"):
+            x = band["regressor"][keep]
+            for name, metric in metrics.items():
+                sets = spec.get("band_sets", {}).get(name)
+                if sets is None or band["band_set"] in sets:
+                    value = metric(x, seed, **kwargs.get(name, {}))
+                    metric_rows.append(dict(key, band=band["band"], metric=name, value=_nan(value)))
+            if shuffle and band["band_set"] in shuffle.get("band_sets", [band["band_set"]]):
+                name = shuffle["metric"]
+                metric = get_plugin("temporal_metric", name)
+                control = shuffled_control(x, seed, t_r=t_r, n_shuffles=shuffle.get("n_shuffles", 1000),
+                                           min_shift_s=shuffle.get("min_shift_s", 30.0),
+                                           metric=lambda a, b: metric(a, b, **kwargs.get(name, {})))
+                shuffle_rows.append(dict(key, band=band["band"], null_mean=_nan(control["mean"]),
+                                         p=_nan(control["p"])))
         self.insert1(key)
-        self.Band.insert(rows)
+        self.Metric.insert(metric_rows)
+        self.Shuffle.insert(shuffle_rows)
 
 
 @schema
 class SpatialSimilarity(dj.Computed):
     definition = """
-    # per scan and implant: how each band's LFP power map matches the seed map over brain voxels
+    # per scan and implant: how each band's power map matches the seed map over brain voxels
     -> LFPPowerMap
-    -> SeedMap
     """
 
     class Band(dj.Part):
         definition = """
         -> master
-        -> LFPPowerMap.Band
+        -> BandPower.Band
         ---
-        r : float64
-        r2 : float64                   # spatial variance explained
+        r = null : float64             # Pearson r of the first map method's power map and the seed map
+        r2 = null : float64            # spatial variance explained
         """
 
+    @property
+    def key_source(self):
+        return selected(LFPPowerMap.proj())
+
     def make(self, key):
+        from lfpbold.plugins.maps import spatial_similarity
+
         seed_map = (SeedMap & key).fetch1("seed_map")
-        self.insert1(key)
+        primary = {"map_method": _relation(key)["maps"]["methods"][0]}
         rows = []
-        for band, power_map in zip(*(LFPPowerMap.Band & key).to_arrays("band", "power_map")):
+        for band, power_map in zip(*(LFPPowerMap.Map & key & primary).to_arrays("band", "power_map")):
             r = spatial_similarity(power_map, seed_map)
-            rows.append(dict(key, band=band, r=r, r2=r * r))
+            rows.append(dict(key, band=band, r=_nan(r), r2=_nan(r * r)))
+        self.insert1(key)
         self.Band.insert(rows)
-
-
-def _relation_keys():
-    """Every scan and implant with band power and a seed map, under each RelationParams set."""
-    return BandPower.proj() * SeedMap.proj() * params.RelationParams.proj()
-
-
-def _classic_regressors(key):
-    """HRF-convolved power of the five named bands, (n_volumes, 5), delta..gamma."""
-    rows = (BandPower.Band * params.FrequencyBand & key & {"band_set": "classic"}).to_dicts(order_by="band_order")
-    return [r["band"] for r in rows], np.column_stack([r["regressor"] for r in rows])
 
 
 @schema
@@ -360,7 +418,6 @@ class HRFSensitivity(dj.Computed):
     # how one band's temporal and spatial r depend on the HRF's response and undershoot delays
     -> BandPower
     -> SeedMap
-    -> params.RelationParams
     ---
     band : varchar(16)
     response_delays : <blob>           # s
@@ -372,21 +429,26 @@ class HRFSensitivity(dj.Computed):
     best_temporal_r : float64
     """
 
-    key_source = property(lambda self: _relation_keys())
+    @property
+    def key_source(self):
+        return selected(BandPower.proj() * SeedMap.proj())
 
     def make(self, key):
-        p = params.RelationParams.get_params(key)["hrf_sweep"]
-        hrf_p = params.BandPowerParams.get_params(key)["hrf"].get("p")
-        power = (BandPower.Band & key & {"band": p["band"]}).fetch1("power")
+        from lfpbold.plugins.cohort import spaced
+        from lfpbold.plugins.temporal import hrf_sweep
+
+        sweep_spec = _relation(key)["hrf_sweep"]
+        hrf_name, hrf_kw = method_and_kwargs(params.BandPowerParams.get_params(key)["hrf"], "hrf")
+        power = (BandPower.Band & key & {"band": sweep_spec["band"]}).fetch1("power")
         times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
         keep = (PreprocessedBold & key).fetch1("keep")
         seed_map = (SeedMap & key).fetch1("seed_map")
         sweep = hrf_sweep(power.astype(np.float64), times, onsets[keep], t_r, _bold_data(key), roi=_roi(key),
-                          response_delays=params.grid(p["response_delays"]),
-                          undershoot_delays=params.grid(p["undershoot_delays"]), seed_map=seed_map,
-                          **({"p": hrf_p} if hrf_p else {}))
+                          response_delays=spaced(sweep_spec["response_delays"]),
+                          undershoot_delays=spaced(sweep_spec["undershoot_delays"]), seed_map=seed_map,
+                          hrf=get_plugin("hrf", hrf_name), hrf_params=hrf_kw)
         i, j = np.unravel_index(np.nanargmax(np.abs(sweep["temporal_r"])), sweep["temporal_r"].shape)
-        self.insert1(dict(key, band=p["band"], response_delays=sweep["response_delays"],
+        self.insert1(dict(key, band=sweep_spec["band"], response_delays=sweep["response_delays"],
                           undershoot_delays=sweep["undershoot_delays"], temporal_r=sweep["temporal_r"],
                           spatial_r=sweep["spatial_r"], best_response_delay=float(sweep["response_delays"][i]),
                           best_undershoot_delay=float(sweep["undershoot_delays"][j]),
@@ -399,7 +461,6 @@ class LagCorrelation(dj.Computed):
     # lagged cross-correlation of band power (not HRF-convolved) with the local BOLD
     -> BandPower
     -> SeedMap
-    -> params.RelationParams
     ---
     contiguous : bool                  # False when scrubbing removed volumes: no lags computed
     """
@@ -415,24 +476,32 @@ class LagCorrelation(dj.Computed):
         peak_r = null : float64
         """
 
-    key_source = property(lambda self: _relation_keys())
+    @property
+    def key_source(self):
+        return selected(BandPower.proj() * SeedMap.proj())
 
     def make(self, key):
-        max_lag = params.RelationParams.get_params(key)["lag"]["max_lag_s"]
+        from lfpbold.plugins.hrf import hrf_regressor
+        from lfpbold.plugins.temporal import peak_lag
+
+        spec = dict(_relation(key)["lag"])
+        sets = spec.pop("band_sets", None)
+        name, kw = method_and_kwargs(spec, "lag")
+        lagged = get_plugin("lagged_correlation", name)
         keep = (PreprocessedBold & key).fetch1("keep")
         seed = (SeedMap & key).fetch1("seed_ts")
         times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
-        rows = (BandPower.Band * params.FrequencyBand & key & {"band_set": "classic"}).to_dicts(order_by="band_order")
         self.insert1(dict(key, contiguous=bool(keep.all())))
         parts = []
-        for row in rows:
+        for row in _band_rows(key, "power", sets):
             part = dict(key, band=row["band"])
             if keep.all():  # a lag needs an unbroken series; scrubbed scans get no lag
                 _, per_volume = hrf_regressor(row["power"].astype(np.float64), times, onsets, t_r,
                                               kernel=np.ones(1))
-                lags, r = lagged_xcorr(per_volume, seed, t_r=t_r, max_lag_s=max_lag)
+                lags, r = lagged(per_volume, seed, t_r=t_r, **kw)
                 peak = peak_lag(lags, r, absolute=True)
-                part.update(lags_s=lags, r=r, peak_lag_s=peak, peak_r=float(r[np.argmin(np.abs(lags - peak))]))
+                part.update(lags_s=lags, r=r, peak_lag_s=_nan(peak),
+                            peak_r=_nan(r[np.argmin(np.abs(lags - peak))]) if np.isfinite(peak) else None)
             parts.append(part)
         self.Band.insert(parts)
 
@@ -443,38 +512,50 @@ class LFPRemoval(dj.Computed):
     # seed maps recomputed after LFP-derived time courses are removed from the BOLD
     -> BandPower
     -> SeedMap
-    -> params.RelationParams
     """
 
     class Method(dj.Part):
         definition = """
+        # one removal method's seed map
         -> master
-        -> params.RemovalMethod
+        removal : varchar(32)          # an lfp_removal plugin named in RelationParams removal.methods
         ---
-        seed_map : <blob>              # float32 r per brain voxel, after removal
-        spatial_r : float64            # vs the original seed map
+        seed_map : <blob>              # float32 value per brain voxel, after removal
+        spatial_r = null : float64     # vs the original seed map
         n_volumes : int32              # volumes left
         """
 
-    key_source = property(lambda self: _relation_keys())
+    @property
+    def key_source(self):
+        return selected(BandPower.proj() * SeedMap.proj())
 
     def make_fetch(self, key):
-        return ((PreprocessedBold & key).fetch1("data_digest"), params.RelationParams.get_params(key)["removal"])
+        return (PreprocessedBold & key).fetch1("data_digest"), _relation(key)
 
-    def make_compute(self, key, _, p):
+    def make_compute(self, key, _, relation):
+        from lfpbold.plugins.maps import roi_mean, spatial_similarity
+
+        spec = relation["removal"]
         data = _bold_data(key)
         keep = (PreprocessedBold & key).fetch1("keep")
         original = (SeedMap & key).fetch1("seed_map")
         roi = _roi(key)
-        _, regressors = _classic_regressors(key)
+        rows = {r["band"]: r["regressor"] for r in (BandPower.Band & key & [{"band": b} for b in spec["bands"]])
+                .to_dicts()}
+        missing = [b for b in spec["bands"] if b not in rows]
+        if missing:
+            raise ValueError(f"RelationParams removal.bands {missing} are not in this scan's band power "
+                             f"(BandPowerParams band_sets)")
+        regressors = np.column_stack([rows[b] for b in spec["bands"]])[keep]
+        map_method = _map_method(relation)
         out = []
-        for method in p["methods"]:
-            kw = {"percentile": p["censor_percentile"]} if method == "censor" else {}
-            cleaned, kept = get_plugin("lfp_removal", method)(data, regressors[keep], **kw)
-            seed_map = correlation_map(roi_mean(cleaned, roi), cleaned).astype(np.float32)
-            out.append((method, seed_map, spatial_similarity(seed_map, original), int(kept.sum())))
+        for method in spec["methods"]:
+            cleaned, kept = get_plugin("lfp_removal", method)(data, regressors,
+                                                             **spec.get("method_params", {}).get(method, {}))
+            seed_map = np.asarray(map_method(roi_mean(cleaned, roi), cleaned), dtype=np.float32)
+            out.append((method, seed_map, spatial_similarity(seed_map, original), int(np.sum(kept))))
         return (out,)
 
     def make_insert(self, key, out):
         self.insert1(key)
-        self.Method.insert(dict(key, removal=m, seed_map=sm, spatial_r=r, n_volumes=n) for m, sm, r, n in out)
+        self.Method.insert(dict(key, removal=m, seed_map=sm, spatial_r=_nan(r), n_volumes=n) for m, sm, r, n in out)

@@ -1,15 +1,181 @@
-"""Cohort-level statistics: group-mean maps, tests across scans, LFP removal and the noise ceiling.
+"""Cohort-level statistics: the study's figures per state and region, stored for every combination.
 
-A row remembers which scans it summarised; ``lfpbold populate`` recomputes rows whose scans changed.
+:func:`gather` reads the stored per-scan rows of one parameter-set combination; :func:`summarize`
+groups them and applies :func:`lfpbold.plugins.cohort.summarize_cohort`, the one definition of every
+cohort figure. :class:`Cohort` stores that summary per (state, region); a row remembers which scans
+it summarised, and ``lfpbold populate`` recomputes rows whose scans changed.
 """
 
-import datajoint as dj
+from __future__ import annotations
 
-from lfpbold.query import BAND_COLUMNS, _nan, gather, scan_set_hash, scan_table, summarize_cohort
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import datajoint as dj
+import numpy as np
+import pandas as pd
+
+from lfpbold.constants import BAND_FIGURES
 
 from . import acquisition, analysis, params
+from .params import PARAMSET_KEYS
+
+if TYPE_CHECKING:
+    from lfpbold.plugins.cohort import CohortSummary
 
 schema = dj.Schema()
+
+SCAN_KEY = ["subject", "session", "run"]
+#: one row of per-scan data: a scan and one of its implants
+SCAN_IMPLANT = [*SCAN_KEY, "region"]
+
+
+def _nan(value):
+    """A float for the database, None for missing (MySQL has no NaN)."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _keys(df: pd.DataFrame, extra=()) -> list[tuple]:
+    """(subject, session, run, region, *extra) of each row: how per-scan values are looked up."""
+    return [tuple(r) for r in df[[*SCAN_IMPLANT, *extra]].itertuples(index=False)]
+
+
+def scan_set_hash(scans: pd.DataFrame) -> str:
+    """Identifies which scans a cohort row was computed from, so a stale row can be found."""
+    keys = sorted(set(map(tuple, scans[SCAN_KEY].astype(str).to_numpy().tolist())))
+    return hashlib.md5(repr(keys).encode()).hexdigest()
+
+
+@dataclass
+class Gathered:
+    """The stored per-scan rows of one parameter-set combination and one band set."""
+
+    relation: dict  # the combination's RelationParams parameters
+    bands: list[str]  # the band set's bands, in display order
+    scans: pd.DataFrame  # one row per scan and implant with a seed map: SCAN_IMPLANT + state
+    seed_maps: dict = field(default_factory=dict)  # scan-implant key -> map
+    spatial_r: dict = field(default_factory=dict)  # key + (band,) -> r
+    power_maps: dict = field(default_factory=dict)  # key + (band,) -> the primary method's map
+    metrics: dict = field(default_factory=dict)  # key + (band, metric) -> value
+    computed: set = field(default_factory=set)  # (band, metric) pairs some scan has
+    shuffled: dict = field(default_factory=dict)  # key + (band,) -> mean of the shuffled control
+    lag_curves: dict = field(default_factory=dict)  # key + (band,) -> (lags_s, r) or None
+    removal_maps: dict = field(default_factory=dict)  # key + (method,) -> map
+    excluded: pd.DataFrame | None = None  # scan x implant rows left out by motion screening
+    n_volumes: int = 0
+
+
+def combination(key) -> dict:
+    """The parameter-set numbers of ``key`` (dict-like with the four ``*_paramset`` attributes)."""
+    return {k: int(key[k]) for k in PARAMSET_KEYS}
+
+
+def scan_keys(combo: dict, restriction=None) -> pd.DataFrame:
+    """Scan and implant keys (with ``state``) that have a seed map and spatial similarity for ``combo``."""
+    query = (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state")) & combo
+    if restriction is not None:
+        query &= restriction
+    df = query.to_pandas().reset_index()
+    return df.reindex(columns=[*SCAN_IMPLANT, "state"]).sort_values(["state", "region", *SCAN_KEY],
+                                                                     ignore_index=True)
+
+
+def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathered:
+    """Everything :func:`summarize` needs for one combination and band set, fetched once.
+
+    Parameters
+    ----------
+    combo : dict
+        ``lfp_paramset``, ``band_paramset``, ``bold_paramset``, ``relation_paramset``.
+    band_set : str
+        A FrequencyBand set: ``classic`` or ``one_hz``.
+    restriction : dict or list of dicts, optional
+        Limits the scans, e.g. ``{"state": "sedated"}`` or ``{"subject": "01"}``.
+    """
+    relation = params.RelationParams.get_params(combo)
+    band_rows = (params.FrequencyBand & {"band_set": band_set}).to_dicts(order_by="band_order")
+    bands = [b["band"] for b in band_rows]
+    scans = scan_keys(combo, restriction)
+    g = Gathered(relation=relation, bands=bands, scans=scans)
+    if scans.empty:
+        return g
+    which = [dict(zip(SCAN_IMPLANT, k)) for k in _keys(scans)]
+    in_set = [{"band": b} for b in bands]
+    seed = (analysis.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
+    g.seed_maps = dict(zip(_keys(seed), seed["seed_map"]))
+    spatial = (analysis.SpatialSimilarity.Band & combo & which & in_set).proj("r").to_pandas().reset_index()
+    g.spatial_r = dict(zip(_keys(spatial, ["band"]), spatial["r"].astype(float)))
+    primary_map = {"map_method": relation["maps"]["methods"][0]}
+    power = (analysis.LFPPowerMap.Map & combo & which & in_set & primary_map).proj("power_map")
+    power = power.to_pandas().reset_index()
+    g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"]))
+    metric = (analysis.TemporalCorrelation.Metric & combo & which & in_set).proj("value").to_pandas().reset_index()
+    if not metric.empty:
+        g.metrics = dict(zip(_keys(metric, ["band", "metric"]), metric["value"].astype(float)))
+        g.computed = set(zip(metric["band"], metric["metric"]))
+    shuffle = (analysis.TemporalCorrelation.Shuffle & combo & which & in_set).proj("null_mean")
+    shuffle = shuffle.to_pandas().reset_index()
+    if not shuffle.empty:
+        g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float)))
+    lags = (analysis.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
+    if not lags.empty:
+        g.lag_curves = {k: (lg, r) if lg is not None else None
+                        for k, lg, r in zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"])}
+    removal = (analysis.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
+    if not removal.empty:
+        g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"]))
+    bold = analysis.PreprocessedBold & {"bold_paramset": combo["bold_paramset"]}
+    selected = params.AnalysisSelection & combo
+    excluded = ((bold & {"excluded": True}).proj() & selected) * acquisition.Session.proj("state")
+    excluded = (excluded * acquisition.Implant.proj()) & acquisition.LFPRecording.Channel.proj("region")
+    if restriction is not None:
+        excluded &= restriction
+    g.excluded = excluded.to_pandas().reset_index().reindex(columns=[*SCAN_IMPLANT, "state"])
+    n_kept = ((bold & {"excluded": False}) & selected).to_arrays("n_kept")
+    g.n_volumes = int(np.median(n_kept)) if len(n_kept) else 0
+    return g
+
+
+def _summarize_group(rows: pd.DataFrame, data: Gathered, n_excluded: int):
+    from lfpbold.plugins.cohort import summarize_cohort  # scipy.stats: imported when a summary is made
+
+    keys = _keys(rows)
+    relation = data.relation
+    metric_names = relation["temporal"]["metrics"]
+
+    def per_band(values: dict, band, *extra):
+        return np.array([values.get(k + (band, *extra), np.nan) for k in keys], dtype=float)
+
+    metrics = {m: {b: per_band(data.metrics, b, m) if (b, m) in data.computed else None for b in data.bands}
+               for m in metric_names}
+    shuffled = {b: per_band(data.shuffled, b) if any(k + (b,) in data.shuffled for k in keys) else None
+                for b in data.bands}
+    lag_curves = {b: [data.lag_curves.get(k + (b,)) for k in keys] if any(k + (b,) in data.lag_curves for k in keys)
+                  else None for b in data.bands}
+    removal = {m: [data.removal_maps.get(k + (m,)) for k in keys] for m in relation["removal"]["methods"]}
+    return summarize_cohort(
+        subjects=rows["subject"].tolist(), seed_maps=np.stack([data.seed_maps[k] for k in keys]), bands=data.bands,
+        spatial_r={b: per_band(data.spatial_r, b) for b in data.bands},
+        power_maps={b: np.stack([data.power_maps[k + (b,)] for k in keys]) for b in data.bands},
+        metrics=metrics, primary_metric=metric_names[0], n_volumes=data.n_volumes,
+        noise_ceiling=relation["noise_ceiling"], shuffled_r=shuffled, lag_curves=lag_curves, removal_maps=removal,
+        n_excluded=n_excluded,
+    )
+
+
+def summarize(data: Gathered, by: Sequence[str] = ("state", "region")) -> list[tuple[dict, CohortSummary]]:
+    """Group the gathered scans by ``by`` (state and region always) and summarise each group."""
+    group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]
+    out = []
+    for values, rows in data.scans.groupby(group_cols, sort=False):
+        group = dict(zip(group_cols, values))
+        exc = data.excluded
+        for col, value in group.items():
+            exc = exc[exc[col] == value]
+        out.append((group, _summarize_group(rows, data, n_excluded=len(exc))))
+    return out
 
 
 @schema
@@ -27,14 +193,14 @@ class Cohort(dj.Computed):
     n_subjects : int32
     n_excluded : int32                 # scans left out by motion screening
     cnr = null : float64               # single-scan CNR used by the noise ceiling
-    removal_ols_r = null : float64     # group-mean seed map after removal vs the original
-    removal_soft_r = null : float64
-    removal_censor_r = null : float64
+    group_seed_map : <blob>            # float32 mean of the scans' seed maps, per brain voxel
+    missing : json                     # group figure -> why it is null
     scan_set_hash : char(32)           # which scans were summarised
     """
 
     class Band(dj.Part):
         definition = """
+        # one band's figures for the cohort
         -> master
         -> params.FrequencyBand
         ---
@@ -43,20 +209,37 @@ class Cohort(dj.Computed):
         scanwise_spatial_r = null : float64
         spatial_t = null : float64
         spatial_p = null : float64
-        temporal_r = null : float64    # mean of per-scan r
+        temporal_r = null : float64    # mean of per-scan values of the primary temporal metric
         temporal_r_fisher = null : float64
         temporal_t = null : float64
         temporal_p = null : float64
         spatial_vs_temporal_t = null : float64
         spatial_vs_temporal_p = null : float64
-        spearman_r = null : float64
-        mutual_info = null : float64
         shuffled_r = null : float64
         peak_lag_s = null : float64
         inferred_true_r = null : float64
         temporal_variance_explained = null : float64
-        group_seed_map : <blob>
-        group_power_map : <blob>
+        cnr = null : float64           # the CNR the inference used (none for a band set without its band)
+        group_power_map : <blob>       # float32 mean of the scans' power maps (primary map method)
+        missing : json                 # figure or metric -> why it is null
+        """
+
+    class Metric(dj.Part):
+        definition = """
+        # the mean over scans of one temporal metric other than the primary one
+        -> master.Band
+        metric : varchar(32)
+        ---
+        value = null : float64
+        """
+
+    class Removal(dj.Part):
+        definition = """
+        # the group-mean seed map after one LFP-removal method, against the group-mean seed map
+        -> master
+        removal : varchar(32)
+        ---
+        spatial_r = null : float64
         """
 
     class NoiseCeiling(dj.Part):
@@ -77,45 +260,44 @@ class Cohort(dj.Computed):
                   * params.BandPowerParams.proj() * params.BoldParams.proj() * params.RelationParams.proj())
         return groups & (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
 
-    @staticmethod
-    def _data(key, band_set):
-        restr = {"state": key["state"], "region": key["region"]}
-        return gather(lfp_paramset=key["lfp_paramset"], band_paramset=key["band_paramset"],
-                      bold_paramset=key["bold_paramset"], relation_paramset=key["relation_paramset"],
-                      band_set=band_set, restriction=restr)
-
     def make(self, key):
-        relation = params.RelationParams.get_params(key)
-        summaries = {}
-        for band_set in ("classic", "one_hz"):  # the group's own values come from the named bands
-            d = self._data(key, band_set)
-            if band_set == "classic" or not d.scans.empty:
-                exc = d.excluded
-                n_excluded = len(exc[(exc["state"] == key["state"]) & (exc["region"] == key["region"])])
-                summaries[band_set] = (d, *summarize_cohort(d.scans, d, relation=relation, n_excluded=n_excluded))
-        data, group, _ = summaries["classic"]
-        self.insert1(dict(key, scan_set_hash=scan_set_hash(data.scans),
-                          **{c: group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
-                          **{c: _nan(group[c]) for c in ("cnr", "removal_ols_r", "removal_soft_r", "removal_censor_r")}))
-        rows = [dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_COLUMNS},
-                     group_seed_map=b["group_seed_map"], group_power_map=b["group_power_map"])
-                for _, _, bands in summaries.values() for b in bands]
-        self.Band.insert(rows)
-        curves = group["noise_ceiling"]
+        combo = combination(key)
+        where = {"state": key["state"], "region": key["region"]}
+        band_sets = params.BandPowerParams.get_params(combo)["band_sets"]
+        nc_band = params.RelationParams.get_params(combo)["noise_ceiling"].get("band", "gamma")
+        summaries, scans = {}, None
+        for band_set in band_sets:
+            data = gather(combo, band_set=band_set, restriction=where)
+            if data.scans.empty:
+                continue
+            [(_, summaries[band_set])] = summarize(data)
+            scans = data.scans
+        # The group's own figures (CNR, removal) come from the band set the noise ceiling uses.
+        main = next((s for s in summaries.values() if any(b["band"] == nc_band for b in s.bands)),
+                    next(iter(summaries.values())))
+        self.insert1(dict(key, **{c: main.group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
+                          cnr=_nan(main.group["cnr"]), group_seed_map=main.group_seed_map.astype(np.float32),
+                          missing=main.group["missing"], scan_set_hash=scan_set_hash(scans)))
+        bands = [(b, s.group) for s in summaries.values() for b in s.bands]
+        self.Band.insert(dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_FIGURES}, cnr=_nan(g["cnr"]),
+                              missing={**g["missing"], **b["missing"]},
+                              group_power_map=b["group_power_map"].astype(np.float32)) for b, g in bands)
+        bands = [b for b, _ in bands]
+        self.Metric.insert(dict(key, band=b["band"], metric=m, value=_nan(v))
+                           for b in bands for m, v in b["metrics"].items())
+        self.Removal.insert(dict(key, removal=m, spatial_r=_nan(r)) for m, r in main.removal.items())
+        curves = main.noise_ceiling
         if curves is not None:
             self.NoiseCeiling.insert(
                 dict(key, cnr_step=i, cnr_value=float(c), true_r=float(curves["true_r"]), mean_scan_r=float(m),
                      averaged_r=float(a))
                 for i, (c, m, a) in enumerate(zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"])))
 
-    def stale(self):
+    def stale(self) -> list[dict]:
         """Cohort rows whose scans have changed since they were computed (new or removed scans)."""
         out = []
         for key in self.keys():
-            scans = scan_table(**{k: key[k] for k in ("lfp_paramset", "band_paramset", "bold_paramset",
-                                                      "relation_paramset")},
-                               restriction={"state": key["state"], "region": key["region"]})
+            scans = scan_keys(combination(key), {"state": key["state"], "region": key["region"]})
             if (self & key).fetch1("scan_set_hash") != scan_set_hash(scans):
                 out.append(key)
         return out
-

@@ -1,31 +1,28 @@
-"""Parameter sets: which plugin each analysis step uses, and with which parameters.
+"""Parameter sets, and the selection of which combination of them runs on which scans.
 
-Each family is a Lookup table seeded with the reference study's defaults; a lab adds its own with
-``insert_new_params`` and gets a second set of rows side by side, never an overwrite.
+Each family is a Lookup table seeded with the reference study's defaults as set 0; a lab adds its
+own with ``insert_new_params`` and gets a second set of rows side by side, never an overwrite. A
+parameter set names, for each analysis step, the plugin method that does it (looked up in the
+entry-point registry, :mod:`lfpbold.plugins`) and that method's arguments; nothing in the schemas
+names a method. :class:`AnalysisSelection` says which combination of sets is computed on which
+scans: ``populate`` computes what is selected, nothing else.
 """
 
 import hashlib
 import json
 
 import datajoint as dj
-
+from lfpbold.constants import CLASSIC_BANDS, RODENT_P, one_hz_bands
 from lfpbold.plugins import get_plugin
-from lfpbold.plugins.hrf import RODENT_P
+
+from . import acquisition
 
 schema = dj.Schema()
 
-CLASSIC_BANDS = [
-    ("delta", 1.0, 4.0),
-    ("theta", 4.0, 7.0),
-    ("alpha", 7.0, 13.0),
-    ("beta", 13.0, 30.0),
-    ("gamma", 40.0, 100.0),
-]
-
-
-def _one_hz_bands():
-    edges = [0.1] + list(range(1, 101))
-    return [(f"{lo:g}-{hi:g}Hz", float(lo), float(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+#: The band sets of FrequencyBand, in display order.
+BAND_SETS = {"classic": CLASSIC_BANDS, "one_hz": one_hz_bands()}
+#: The parameter-set tables' key attributes, in the order of the pipeline.
+PARAMSET_KEYS = ("lfp_paramset", "band_paramset", "bold_paramset", "relation_paramset")
 
 
 @schema
@@ -40,9 +37,9 @@ class FrequencyBand(dj.Lookup):
     band_order : int32                 # display order within its set
     """
     contents = [
-        {"band": n, "band_set": band_set, "low_hz": lo, "high_hz": hi, "band_order": i}
-        for band_set, bands in (("classic", CLASSIC_BANDS), ("one_hz", _one_hz_bands()))
-        for i, (n, lo, hi) in enumerate(bands)
+        {"band": name, "band_set": band_set, "low_hz": lo, "high_hz": hi, "band_order": i}
+        for band_set, bands in BAND_SETS.items()
+        for i, (name, (lo, hi)) in enumerate(bands.items())
     ]
 
 
@@ -53,6 +50,14 @@ def params_hash(params: dict) -> str:
 
 def _paramset(number: int, params: dict, description: str, key: str) -> dict:
     return {key: number, "params": params, "params_hash": params_hash(params), "paramset_description": description}
+
+
+def method_and_kwargs(step_params: dict, where: str = "params") -> tuple[str, dict]:
+    """Split ``{"method": name, **kwargs}`` into the method's name and its keyword arguments."""
+    if not isinstance(step_params, dict) or "method" not in step_params:
+        raise ValueError(f"{where} must be a dict with a 'method' key; got {step_params!r}")
+    kwargs = dict(step_params)
+    return kwargs.pop("method"), kwargs
 
 
 class _ParamSet:
@@ -79,7 +84,7 @@ class _ParamSet:
         >>> p = BoldParams.default_params()                          # doctest: +SKIP
         >>> p["bold_preprocessing"]["global_signal"] = False         # doctest: +SKIP
         >>> BoldParams.insert_new_params(p, "study, no GSR")         # doctest: +SKIP
-        2
+        1
         """
         cls.check_params(params)
         digest = params_hash(params)
@@ -141,12 +146,20 @@ class BandPowerParams(_ParamSet, dj.Lookup):
     # how band power and its HRF-convolved regressors are computed
     band_paramset : int32
     ---
-    params : json                      # {band_power: {method, ...}, hrf: {method, p}, band_sets: [...]}
+    params : json                      # {band_power: {method, ...}, hrf: {method, ...}, band_sets: [...]}
     params_hash : char(32)
     paramset_description : varchar(255)
     unique index (params_hash)
     """
     steps = ("band_power", "hrf")
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        super().check_params(params)
+        unknown = set(params.get("band_sets", [])) - set(BAND_SETS)
+        if unknown or not params.get("band_sets"):
+            raise ValueError(f"BandPowerParams: band_sets must be a non-empty list from {list(BAND_SETS)}; "
+                             f"got {params.get('band_sets')!r}")
 
     @staticmethod
     def default_params() -> dict:
@@ -193,25 +206,16 @@ class BoldParams(_ParamSet, dj.Lookup):
                                                         "global regression, band-pass 0.01-0.1 Hz", "bold_paramset")]
 
 
-@schema
-class RemovalMethod(dj.Lookup):
-    definition = """
-    # a way of removing LFP-derived time courses from BOLD (plugins of step lfp_removal)
-    removal : varchar(16)
-    ---
-    removal_description : varchar(255)
-    """
-    contents = [
-        {"removal": "ols", "removal_description": "OLS regression of HRF-convolved gamma power from every voxel"},
-        {"removal": "soft", "removal_description": "each of the five bands' unique variance regressed out"},
-        {"removal": "censor", "removal_description": "volumes above the scan's percentile of HRF-convolved gamma dropped"},
-    ]
+def _band_sets_of(section: dict, name: str, where: str) -> None:
+    sets = section.get(name)
+    if sets is not None and (not isinstance(sets, list) or set(sets) - set(BAND_SETS)):
+        raise ValueError(f"RelationParams: {where} must be a list from {list(BAND_SETS)}; got {sets!r}")
 
 
 @schema
 class RelationParams(_ParamSet, dj.Lookup):
     definition = """
-    # settings of the LFP-BOLD relationship analyses: HRF sweep, lags, LFP removal, noise ceiling
+    # how LFP and BOLD are related: maps, temporal metrics, HRF sweep, lags, LFP removal, noise ceiling
     relation_paramset : int32
     ---
     params : json
@@ -219,36 +223,94 @@ class RelationParams(_ParamSet, dj.Lookup):
     paramset_description : varchar(255)
     unique index (params_hash)
     """
-    steps = ()
+
+    #: section -> (plugin step, key holding the method names or name)
+    method_lists = {"maps": ("correlation_map", "methods"), "temporal": ("temporal_metric", "metrics"),
+                    "removal": ("lfp_removal", "methods"), "lag": ("lagged_correlation", "method")}
 
     @classmethod
     def check_params(cls, params: dict) -> None:
-        missing = {"hrf_sweep", "lag", "removal", "noise_ceiling"} - set(params)
+        from lfpbold.plugins.cohort import spaced
+
+        missing = {"maps", "temporal", "hrf_sweep", "lag", "removal", "noise_ceiling"} - set(params)
         if missing:
             raise ValueError(f"RelationParams: params need {sorted(missing)}")
+        for section, (step, key) in cls.method_lists.items():
+            names = params[section].get(key)
+            names = [names] if isinstance(names, str) else names
+            if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+                raise ValueError(f"RelationParams: {section}.{key} must name one or more distinct '{step}' methods; "
+                                 f"got {params[section].get(key)!r}")
+            for name in names:
+                get_plugin(step, name)
+            extra = set(params[section].get("method_params", {})) - set(names)
+            if extra:
+                raise ValueError(f"RelationParams: {section}.method_params names methods not in {section}.{key}: "
+                                 f"{sorted(extra)}")
+        temporal = params["temporal"]
+        for metric, sets in temporal.get("band_sets", {}).items():
+            _band_sets_of(temporal["band_sets"], metric, f"temporal.band_sets[{metric!r}]")
+        shuffle = temporal.get("shuffle")
+        if shuffle is not None:
+            get_plugin("temporal_metric", shuffle["metric"])
+            _band_sets_of(shuffle, "band_sets", "temporal.shuffle.band_sets")
+        _band_sets_of(params["lag"], "band_sets", "lag.band_sets")
+        bands = params["removal"].get("bands")
+        if not bands or not isinstance(bands, list):
+            raise ValueError(f"RelationParams: removal.bands must list the bands whose regressors the removal "
+                             f"methods get, in order; got {bands!r}")
+        for where, spec in (("hrf_sweep.response_delays", params["hrf_sweep"]["response_delays"]),
+                            ("hrf_sweep.undershoot_delays", params["hrf_sweep"]["undershoot_delays"]),
+                            ("noise_ceiling.cnr_grid", params["noise_ceiling"]["cnr_grid"])):
+            try:
+                spaced(spec)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"RelationParams: {where}: {err}") from None
         cnr = params["noise_ceiling"].get("cnr", "estimate")
         if cnr != "estimate" and not (isinstance(cnr, (int, float)) and cnr > 0):
             raise ValueError(f"noise_ceiling cnr must be 'estimate' or a positive number; got {cnr!r}")
-        for method in params["removal"].get("methods", []):
-            get_plugin("lfp_removal", method)
 
     @staticmethod
     def default_params() -> dict:
+        """The study's relationship analyses.
+
+        ``maps.methods`` and ``temporal.metrics`` list plugin methods; the first of each is the
+        primary one: seed maps, spatial similarity and the maps after LFP removal use the first map
+        method, and ``temporal_r`` with its tests and the noise ceiling is the first metric. Every
+        other metric gets a column of its own name in the results.
+        """
         return {
+            "maps": {"methods": ["pearson", "spearman", "mutual_information"]},
+            "temporal": {
+                "metrics": ["pearson", "spearman", "mutual_information"],
+                # the slower estimates only where the study reports them
+                "band_sets": {"mutual_information": ["classic"]},
+                "shuffle": {"metric": "pearson", "n_shuffles": 1000, "min_shift_s": 30.0, "band_sets": ["classic"]},
+            },
             "hrf_sweep": {"band": "gamma", "response_delays": [2.0, 8.0, 0.25], "undershoot_delays": [2.0, 12.0, 0.5]},
-            "lag": {"max_lag_s": 20.0},
-            "removal": {"methods": ["ols", "soft", "censor"], "censor_percentile": 85.0},
+            "lag": {"method": "cross_correlation", "max_lag_s": 20.0, "band_sets": ["classic"]},
+            "removal": {"methods": ["ols", "soft", "censor"], "bands": list(CLASSIC_BANDS),
+                        "method_params": {"censor": {"percentile": 85.0}}},
             "noise_ceiling": {"cnr": "estimate", "band": "gamma", "cnr_grid": [0.1, 5.0, 0.1]},
         }
 
-    contents = [_paramset(0, default_params.__func__(), "study: HRF sweep 2-8 s / 2-12 s, lags +-20 s, "
-                                                        "OLS/soft/censor removal, CNR estimated from gamma maps",
-                          "relation_paramset")]
+    contents = [_paramset(0, default_params.__func__(), "study: Pearson/Spearman/MI maps and metrics, HRF sweep "
+                                                        "2-8 s / 2-12 s, lags +-20 s, OLS/soft/censor removal, "
+                                                        "CNR estimated from gamma maps", "relation_paramset")]
 
 
-def grid(spec) -> "np.ndarray":
-    """``[start, stop, step]`` (stop included) as an array."""
-    import numpy as np
+@schema
+class AnalysisSelection(dj.Manual):
+    definition = """
+    # one scan selected for one combination of parameter sets: populate computes what is selected
+    -> acquisition.Scan
+    -> LFPParams
+    -> BandPowerParams
+    -> BoldParams
+    -> RelationParams
+    """
 
-    start, stop, step = spec
-    return np.round(np.arange(start, stop + step / 2, step), 10)
+
+def selected(query):
+    """``query`` restricted to what some selection asks for (on the parameter sets it shares)."""
+    return query & AnalysisSelection.proj()

@@ -37,6 +37,9 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     counts = _counts()
     assert counts["Subject"] == 2 and counts["Session"] == 4 and counts["Implant"] == 4
     assert counts["Scan"] == counts["FMRIRun"] == counts["LFPRecording"] == n_scans
+    from lfpbold.schemas import params
+
+    assert len(params.AnalysisSelection & {"relation_paramset": 0, "bold_paramset": 0}) == n_scans  # the defaults
 
     again = ingest_study(small_study)  # idempotent: nothing new, nothing changed
     assert again.inserted == [] and len(again.skipped) == n_scans
@@ -50,7 +53,10 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     usable = len(analysis.PreprocessedBold & {"excluded": False})
     assert len(analysis.SeedMap()) == usable * 2
     assert len(analysis.SpatialSimilarity.Band()) == usable * 2 * 105
-    assert len(analysis.TemporalCorrelation.Band()) == usable * 2 * 105
+    # Pearson and Spearman on every band, mutual information on the five named bands (RelationParams set 0)
+    assert len(analysis.TemporalCorrelation.Metric()) == usable * 2 * (105 * 2 + 5)
+    assert len(analysis.TemporalCorrelation.Shuffle()) == usable * 2 * 5
+    assert len(analysis.LFPPowerMap.Map()) == usable * 2 * 105 * 3
     assert len(cohort.Cohort()) >= 2
     excluded = (analysis.PreprocessedBold & {"excluded": True}).to_dicts()
     assert all("FD" in r["exclusion_reason"] for r in excluded)
@@ -70,12 +76,15 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     assert set(by_subject["subject"]) == {"01", "02"}
     assert by_subject["n_scans"].sum() == df["n_scans"].sum()
 
-    # The stored cohort rows and the on-the-fly table are the same computation.
-    stored = (cohort.Cohort.Band & {"band": "gamma"}).to_pandas().reset_index()
-    for row in stored.itertuples():
-        live = df[(df.state == row.state) & (df.region == row.region) & (df.band == "gamma")].iloc[0]
-        assert row.spatial_r == pytest.approx(live.spatial_r, abs=1e-6)
-        assert row.temporal_r == pytest.approx(live.temporal_r, abs=1e-9)
+    # The stored cohort rows (what results() reads) and a summary of the stored per-scan rows now
+    # are the same computation.
+    for group, summary in cohort.summarize(cohort.gather(cohort.combination(cohort.Cohort.keys()[0]))):
+        gamma = next(b for b in summary.bands if b["band"] == "gamma")
+        live = df[(df.state == group["state"]) & (df.region == group["region"]) & (df.band == "gamma")].iloc[0]
+        assert live.spatial_r == pytest.approx(gamma["spatial_r"], abs=1e-6)
+        assert live.temporal_r == pytest.approx(gamma["temporal_r"], abs=1e-9)
+        assert live.spearman == pytest.approx(gamma["metrics"]["spearman"], abs=1e-9)
+        assert live.removal_soft_r == pytest.approx(summary.removal["soft"], abs=1e-6)
 
     written = export_maps(tmp_path / "maps")
     seeds = [p for p in written if p.name.endswith("desc-seedmap_statmap.nii.gz")]
@@ -188,6 +197,7 @@ def test_bad_scan_is_reported_and_the_rest_inserted(embedded_db, small_study, tm
 
 
 def test_parameter_sets_side_by_side(embedded_db, small_study):
+    from lfpbold.pipeline import select
     from lfpbold.query import results
     from lfpbold.schemas import analysis, params
 
@@ -198,14 +208,49 @@ def test_parameter_sets_side_by_side(embedded_db, small_study):
     assert number == 1
     assert params.BoldParams.insert_new_params(p, "same again") == 1  # same parameters, same number
     before = len(analysis.PreprocessedBold & {"bold_paramset": 0})
+    populate(display_progress=False)  # a new set computes nothing until it is selected
+    assert len(analysis.PreprocessedBold & {"bold_paramset": 1}) == 0
+    assert select(bold_paramset=1) == before
+    assert select(bold_paramset=1) == 0  # selecting again changes nothing
     populate(display_progress=False)
     assert len(analysis.PreprocessedBold & {"bold_paramset": 0}) == before
     assert len(analysis.PreprocessedBold & {"bold_paramset": 1}) == before
+    assert len(analysis.CleanLFP()) == before * 2  # the LFP side is shared by both BOLD sets
     a, b = results(bold_paramset=0), results(bold_paramset=1)
     assert len(a) == len(b) == 20
     assert not np.allclose(a["temporal_r"], b["temporal_r"])
     with pytest.raises(Exception, match="method"):
         params.BoldParams.insert_new_params({"bold_preprocessing": {"method": "no-such-method"}})
+
+
+def test_a_set_selected_for_one_subject_computes_that_subject_only(embedded_db, small_study):
+    from lfpbold.pipeline import select
+    from lfpbold.query import results
+    from lfpbold.schemas import acquisition, analysis, cohort, params
+
+    assert not ingest_study(small_study).errors
+    populate(display_progress=False)
+    counts = {t.__name__: len(t()) for t in computed_tables()}
+    p = params.BoldParams.default_params()
+    p["bold_preprocessing"]["global_signal"] = False
+    number = params.BoldParams.insert_new_params(p, "study, no global signal regression")
+    assert select(bold_paramset=number, subject="01") == len(acquisition.Scan & {"subject": "01"})
+    outcome = populate(display_progress=False)
+    assert all(not r["error_list"] for r in outcome.values()), outcome
+    new = analysis.PreprocessedBold & {"bold_paramset": number}
+    assert len(new) == len(acquisition.Scan & {"subject": "01"}) > 0
+    assert set(new.to_arrays("subject")) == {"01"}
+    for table in (analysis.SeedMap, analysis.TemporalCorrelation, analysis.LFPRemoval):
+        rows = table & {"bold_paramset": number}
+        assert set(rows.to_arrays("subject")) == {"01"}
+        assert len(rows) == len(table & {"bold_paramset": 0, "subject": "01"})
+    assert outcome["CleanLFP"]["success_count"] == outcome["BandPower"]["success_count"] == 0  # LFP side reused
+    assert len(analysis.CleanLFP()) == counts["CleanLFP"]
+    assert set((cohort.Cohort & {"bold_paramset": number}).to_arrays("n_subjects")) == {1}
+    df = results(bold_paramset=number)
+    assert (df["n_subjects"] == 1).all() and len(df) == 20
+    with pytest.raises(ValueError, match="No BoldParams set 99"):
+        select(bold_paramset=99)
 
 
 def test_cohort_rows_follow_new_scans(embedded_db, tmp_path):
