@@ -55,6 +55,7 @@ from scipy import ndimage, signal
 from scipy.interpolate import CubicSpline
 
 from lfpbold import __version__
+from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
 from lfpbold.plugins.hrf import RODENT_P, hrf_regressor, spm_hrf
 
 __all__ = [
@@ -73,12 +74,9 @@ __all__ = [
     "excluded_by_motion",
     "gradient_artifact_waveform",
     "SIZES",
-    "BANDS",
     "BAND_COUPLING",
 ]
 
-#: LFP bands of the study (Hz).
-BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 7.0), "alpha": (7.0, 13.0), "beta": (13.0, 30.0), "gamma": (40.0, 100.0)}
 #: Lower bands carry ``-k * z``: chosen so the expected observed r at c=0.59, CNR=1.3 is
 #: about -0.20/-0.19/-0.11/-0.06 (delta/theta/alpha/beta), the study's M1 values.
 BAND_COUPLING = {"delta": 0.43, "theta": 0.41, "alpha": 0.24, "beta": 0.13}
@@ -97,8 +95,6 @@ POWER_STEP = 0.1  # s: the 10 Hz grid of band power and latent drives
 HEAD_RADIUS_MM = 5.0  # Power FD, rotations to mm (rat)
 FD_THRESHOLD_MM = 0.1
 AWAKE_MAX_SCRUBBED = 0.25
-STATES = ("sedated", "awake")
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
 
 @dataclass(frozen=True)
@@ -643,12 +639,13 @@ class LfpStream:
         self.gains = setup.uniform(0.9, 1.1, self.n_channels)
         self.dc = setup.normal(0, 2e-4, self.n_channels)
         self.art_gain = setup.uniform(0.8, 1.2, self.n_channels) * np.where(setup.random(self.n_channels) < 0.5, -1, 1)
-        self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos") for b, lim in BANDS.items()}
+        self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos")
+                    for b, lim in CLASSIC_BANDS.items()}
         self.sos["background"] = signal.butter(1, 1.0, btype="lowpass", fs=fs, output="sos")
         n_imp = int(20 * fs)
         self.scale = {b: 1.0 / math.sqrt(_impulse_variance(s, n_imp)) for b, s in self.sos.items()}
         times = latents["power_times"]
-        self.env = {r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in BANDS], axis=1)))
+        self.env = {r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in CLASSIC_BANDS], axis=1)))
                     for r, lat in latents["regions"].items()}
         self.nominal_rms = math.sqrt(sum(v**2 for v in BAND_RMS.values()) + BACKGROUND_RMS**2
                                      + CHANNEL_NOISE_RMS**2 + sum(a**2 / 2 for a in LINE_NOISE.values()))
@@ -685,7 +682,7 @@ class LfpStream:
                 if b == "background":
                     common += BACKGROUND_RMS * y
                 else:
-                    common += env[:, list(BANDS).index(b)] * y
+                    common += env[:, list(CLASSIC_BANDS).index(b)] * y
             ext = np.concatenate([self._tail[r], common])
             self._tail[r] = ext[-4:]
             noise = self._rng.standard_normal((n, nch), dtype=np.float32) * np.float32(CHANNEL_NOISE_RMS)
@@ -882,6 +879,7 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
 
 def scan_seed_for(seed: int, subject_index: int, state: str, session_index: int, run: int) -> int:
     """The seed of one scan, derived from the study seed and the scan's place in the study."""
+    # The state's place in STATES is part of the seed: reordering STATES would change every study.
     ss = np.random.SeedSequence([int(seed), subject_index, STATES.index(state), session_index, run])
     return int(ss.generate_state(1, np.uint32)[0])
 
@@ -974,7 +972,7 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
     implants_truth = {r: {"region": r, "true_temporal_r": float(true_temporal_r), "cnr": float(cnr),
                           "expected_observed_temporal_r": expected_temporal_r(true_temporal_r, cnr),
                           "expected_observed_temporal_r_by_band": {
-                              b: expected_temporal_r(true_temporal_r, cnr, b) for b in BANDS},
+                              b: expected_temporal_r(true_temporal_r, cnr, b) for b in CLASSIC_BANDS},
                           "network_pattern": f"atlas/truth_desc-{r}_network.nii.gz",
                           "roi": f"atlas/atlas_desc-{r}_roi.nii.gz", "roi_voxels": int(atlas.rois[r].sum()),
                           "hemisphere": atlas.implants[r]["hemisphere"], "ap_mm": atlas.implants[r]["ap"],
@@ -1038,7 +1036,8 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
             "artifact": artifact, "motion": bool(motion)}},
         "cnr": float(cnr), "true_temporal_r": float(true_temporal_r),
         "expected_observed_temporal_r": expected_temporal_r(true_temporal_r, cnr),
-        "expected_observed_temporal_r_by_band": {b: expected_temporal_r(true_temporal_r, cnr, b) for b in BANDS},
+        "expected_observed_temporal_r_by_band": {b: expected_temporal_r(true_temporal_r, cnr, b)
+                                                 for b in CLASSIC_BANDS},
         "model": {
             "drive_band_hz": list(DRIVE_BAND), "power_step_s": POWER_STEP, "hrf": "spm_hrf", "hrf_p": list(RODENT_P),
             "band_coupling": BAND_COUPLING, "power_depth": POWER_DEPTH, "band_rms_v": BAND_RMS,
