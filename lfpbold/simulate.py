@@ -41,6 +41,7 @@ ellipsoid of rat size (ML +-8, AP -13.5..6.5, DV 0..-11 mm): 7,300 voxels in pap
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import math
 import uuid
@@ -56,6 +57,7 @@ from scipy.interpolate import CubicSpline
 
 from lfpbold import __version__
 from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
+from lfpbold.plugins.bold import framewise_displacement, screen_motion
 from lfpbold.plugins.hrf import RODENT_P, hrf_regressor, spm_hrf
 
 __all__ = [
@@ -71,7 +73,6 @@ __all__ = [
     "slice_onsets",
     "scan_seed_for",
     "expected_temporal_r",
-    "excluded_by_motion",
     "gradient_artifact_waveform",
     "SIZES",
     "BAND_COUPLING",
@@ -92,9 +93,9 @@ LINE_NOISE = {60.0: 3e-6, 120.0: 1.5e-6, 180.0: 1e-6}  # mains amplitude (V) per
 ARTIFACT_TO_LFP_RMS = 150.0  # gradient artifact RMS / nominal LFP RMS (times the channel gain, 0.8-1.2)
 DRIVE_BAND = (0.016, 0.07)  # Hz: flat part of the latent drives' spectrum (tapers 0.011-0.016, 0.07-0.08)
 POWER_STEP = 0.1  # s: the 10 Hz grid of band power and latent drives
-HEAD_RADIUS_MM = 5.0  # Power FD, rotations to mm (rat)
-FD_THRESHOLD_MM = 0.1
-AWAKE_MAX_SCRUBBED = 0.25
+# Rotations to mm for the motion-correlated BOLD at the brain's edge: the simulated rat's head, not the
+# FD rule's radius (plugins.bold), which is an analysis choice that must not change the data.
+HEAD_RADIUS_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -459,27 +460,6 @@ def simulate_latents(scan_seed: int, *, size="small", regions=("ACC", "M1"), tru
             "g": g, "h": h, "e": e, "s": c * g + math.sqrt(max(0.0, 1.0 - c**2)) * h,
         }
     return out
-
-
-def _fd(motion, head_radius_mm=HEAD_RADIUS_MM):
-    d = np.abs(np.diff(motion, axis=0))
-    return np.concatenate([[0.0], d[:, :3].sum(1) + head_radius_mm * d[:, 3:].sum(1)])
-
-
-def excluded_by_motion(motion, state: str) -> bool:
-    """The study's FD screening (Power FD, 5 mm head radius, threshold 0.1 mm).
-
-    Sedated: excluded if any volume has FD > 0.1 mm. Awake: volumes with FD > 0.1 mm and one
-    neighbour on each side are scrubbed; excluded if more than 25 % are scrubbed.
-    """
-    fd = _fd(np.asarray(motion, dtype=float))
-    bad = fd > FD_THRESHOLD_MM
-    if state == "sedated":
-        return bool(bad.any())
-    scrub = bad.copy()
-    scrub[1:] |= bad[:-1]
-    scrub[:-1] |= bad[1:]
-    return bool(scrub.mean() > AWAKE_MAX_SCRUBBED)
 
 
 def simulate_motion(scan_seed: int, state: str, n_volumes: int) -> np.ndarray:
@@ -877,6 +857,16 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
         raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}")
 
 
+def _fd_rule() -> dict:
+    """The FD screening the truth's ``excluded_expected`` follows: the plugins' defaults, the study's rule."""
+    rule = {name: p.default for func in (framewise_displacement, screen_motion)
+            for name, p in inspect.signature(func).parameters.items() if p.default is not p.empty}
+    before, after = rule["neighbours"]
+    return {"head_radius_mm": rule["radius_mm"], "threshold_mm": rule["threshold_mm"],
+            "awake_max_scrubbed": rule["max_scrub_fraction"],
+            "scrub_neighbours": before if before == after else [before, after]}
+
+
 def scan_seed_for(seed: int, subject_index: int, state: str, session_index: int, run: int) -> int:
     """The seed of one scan, derived from the study seed and the scan's place in the study."""
     # The state's place in STATES is part of the seed: reordering STATES would change every study.
@@ -1017,11 +1007,11 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
                     stream = LfpStream(lat, sz, sseed, artifact=artifact)
                     _write_nwb(ecephys / f"{stem}_ecephys.nwb", stream=stream, atlas=atlas, subject=sub, session=ses,
                                state=state, run=run, start=start, weight_g=weights[sub], scan_seed=sseed, size=sz)
-                    fd = _fd(mot)
+                    fd = framewise_displacement(mot)
                     truth_scans.append({
                         "subject": sub, "session": ses, "run": run, "state": state, "seed": sseed,
                         "implants": [implants_truth[r] for r in regions],
-                        "artifact": artifact, "excluded_expected": excluded_by_motion(mot, state),
+                        "artifact": artifact, "excluded_expected": screen_motion(fd, state=state)["excluded"],
                         "max_fd_mm": float(fd.max()), "n_volumes": sz.n_volumes,
                         "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
                         "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
@@ -1044,8 +1034,7 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
             "lfp": {"fs": sz.fs, "channels_per_implant": sz.n_channels, "lead_s": sz.lead_s, "tail_s": sz.tail_s,
                     "n_times": sz.n_times},
             "artifact_rms_over_lfp_rms": ARTIFACT_TO_LFP_RMS if artifact else 0.0,
-            "fd": {"head_radius_mm": HEAD_RADIUS_MM, "threshold_mm": FD_THRESHOLD_MM,
-                   "awake_max_scrubbed": AWAKE_MAX_SCRUBBED, "scrub_neighbours": 1},
+            "fd": _fd_rule(),
             "brain_voxels": int(atlas.brain.sum()),
         },
         "scans": truth_scans,
