@@ -59,6 +59,7 @@ from lfpbold import __version__
 from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
 from lfpbold.plugins.bold import framewise_displacement, screen_motion
 from lfpbold.plugins.hrf import RODENT_P, hrf_regressor, spm_hrf
+from lfpbold.plugins.noise_ceiling import expected_trial_r
 
 __all__ = [
     "simulate_study",
@@ -407,9 +408,33 @@ def slice_onsets(size: Size) -> np.ndarray:
 
 
 def expected_temporal_r(true_temporal_r: float, cnr: float, band: str = "gamma") -> float:
-    """Average observed per-scan r between HRF-convolved band power and the ROI-mean BOLD."""
+    """Average observed per-scan r between HRF-convolved band power and the ROI-mean BOLD.
+
+    Gamma power and the BOLD each carry independent noise of SD ``1 / cnr``, so gamma's r is the
+    noise ceiling's attenuation (:func:`lfpbold.plugins.noise_ceiling.expected_trial_r`). A lower
+    band's power correlates ``-k_b`` with ``z`` (:data:`BAND_COUPLING`; its own fluctuations are the
+    rest), and only the BOLD side's noise attenuates that: ``-k_b * c * C / sqrt(1 + C**2)``.
+
+    Parameters
+    ----------
+    true_temporal_r : float
+        Correlation between the HRF-convolved gamma drive and the network's BOLD signal.
+    cnr : float
+        Contrast-to-noise ratio on both sides.
+    band : str, default "gamma"
+        A name in :data:`lfpbold.constants.CLASSIC_BANDS`.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(expected_temporal_r(0.59, 1.3), 3), round(expected_temporal_r(0.59, 1.3, "delta"), 3)
+    (0.371, -0.201)
+    """
     if band == "gamma":
-        return true_temporal_r * cnr**2 / (1.0 + cnr**2)
+        return float(expected_trial_r(true_temporal_r, cnr))
     return -BAND_COUPLING[band] * true_temporal_r * cnr / math.sqrt(1.0 + cnr**2)
 
 
