@@ -778,7 +778,7 @@ def _nifti(data, atlas: Atlas, *, t_r=None):
 
 
 def _write_nwb(path: Path, *, stream: LfpStream, atlas: Atlas, subject: str, session: str, state: str,
-               run: int, start: _dt.datetime, weight_g: float, scan_seed: int, size: Size, progress_every=None):
+               run: int, start: _dt.datetime, weight_g: float, scan_seed: int, size: Size):
     from hdmf.backends.hdf5 import H5DataIO
     from pynwb import NWBHDF5IO, NWBFile
     from pynwb.device import Device, DeviceModel
