@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from scipy.signal import decimate
 
+from lfpbold.constants import CLASSIC_BANDS as BANDS
 from lfpbold.ingest import read_lfp
 from lfpbold.lfp import clean_implant
 from lfpbold.plugins.channels import phase_aligned_combine
 from lfpbold.plugins.lfp_cleaning import template_regression
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
-from lfpbold.simulate import BANDS, simulate_study
+from lfpbold.simulate import simulate_study
 
 SERIES = "acquisition/ElectricalSeries"
 # The study's parameter set (LFPParams set 0), written out so this test does not import the schemas.

@@ -12,9 +12,9 @@ import pytest
 from nilearn.signal import clean
 from scipy import signal
 
+from lfpbold.constants import CLASSIC_BANDS
 from lfpbold.plugins.hrf import hrf_regressor
 from lfpbold.simulate import (
-    BANDS,
     SIZES,
     LfpStream,
     build_atlas,
@@ -358,7 +358,7 @@ def test_lfp_band_power_follows_the_drives(tiny):
     fs = SMALL.fs
     f, t, spec = signal.spectrogram(lfp, fs=fs, window="hann", nperseg=int(fs), noverlap=int(0.9 * fs))
     reg = {}
-    for band, (lo, hi) in BANDS.items():
+    for band, (lo, hi) in CLASSIC_BANDS.items():
         _, reg[band] = hrf_regressor(spec[(f >= lo) & (f <= hi)].mean(0), t, onsets, SMALL.t_r)
     m1 = lat["regions"]["M1"]
     _, true_gamma = hrf_regressor(m1["gamma_drive"], lat["power_times"], onsets, SMALL.t_r)

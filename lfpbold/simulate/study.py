@@ -1,0 +1,251 @@
+"""The whole study: :func:`simulate_study` writes a BIDS-style folder and the ground truth it should yield.
+
+It checks the arguments, derives each scan's seed from the study seed (:func:`scan_seed_for`),
+runs :mod:`~lfpbold.simulate.signals` and :mod:`~lfpbold.simulate.lfp` scan by scan, writes the files
+through :mod:`~lfpbold.simulate.writers`, and records in ``ground_truth.json`` what the analysis
+should recover: the true and expected observed r, each implant's network, and which scans the
+study's motion screening (:mod:`lfpbold.plugins.bold`) must exclude.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+
+from lfpbold import __version__
+from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
+from lfpbold.plugins.bold import framewise_displacement, screen_motion
+from lfpbold.plugins.hrf import RODENT_P
+from lfpbold.simulate.anatomy import Atlas, build_atlas
+from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS
+from lfpbold.simulate.lfp import LfpStream
+from lfpbold.simulate.signals import (
+    BAND_COUPLING,
+    BAND_RMS,
+    DRIVE_BAND,
+    POWER_DEPTH,
+    POWER_STEP,
+    expected_temporal_r,
+    simulate_bold,
+    simulate_latents,
+    simulate_motion,
+)
+from lfpbold.simulate.sizes import SIZES, Size
+from lfpbold.simulate.writers import format_number, write_atlas, write_json, write_nifti, write_nwb, write_tsv
+
+__all__ = ["simulate_study", "scan_seed_for"]
+
+
+def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr, size):
+    for name, v in [("subjects", subjects), ("sessions", sessions), ("scans", scans)]:
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    if isinstance(regions, str) or not regions:
+        raise ValueError(f"regions must be a non-empty sequence of region names; got {regions!r}")
+    if len(set(regions)) != len(regions) or not all(isinstance(r, str) and r.isalnum() for r in regions):
+        raise ValueError(f"regions must be distinct alphanumeric labels (BIDS); got {list(regions)!r}")
+    if isinstance(states, str) or not states or any(s not in STATES for s in states) or len(set(states)) != len(states):
+        raise ValueError(f"states must be distinct values among {STATES}; got {states!r}")
+    if not 0.0 <= true_temporal_r <= 1.0:
+        raise ValueError(f"true_temporal_r must be in [0, 1]; got {true_temporal_r!r}")
+    if not cnr > 0 or not math.isfinite(cnr):
+        raise ValueError(f"cnr must be a positive finite number; got {cnr!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}")
+
+
+def _fd_rule() -> dict:
+    """The FD screening the truth's ``excluded_expected`` follows: the plugins' defaults, the study's rule."""
+    rule = {name: p.default for func in (framewise_displacement, screen_motion)
+            for name, p in inspect.signature(func).parameters.items() if p.default is not p.empty}
+    before, after = rule["neighbours"]
+    return {"head_radius_mm": rule["radius_mm"], "threshold_mm": rule["threshold_mm"],
+            "awake_max_scrubbed": rule["max_scrub_fraction"],
+            "scrub_neighbours": before if before == after else [before, after]}
+
+
+def _expected_r(true_temporal_r, cnr) -> dict:
+    """The expected observed r, gamma and by band, as the truth records it (study-wide and per implant)."""
+    return {"expected_observed_temporal_r": expected_temporal_r(true_temporal_r, cnr),
+            "expected_observed_temporal_r_by_band": {b: expected_temporal_r(true_temporal_r, cnr, b)
+                                                     for b in CLASSIC_BANDS}}
+
+
+def _implant_truth(region: str, atlas: Atlas, true_temporal_r, cnr) -> dict:
+    """What the analysis of one implant should recover; the same in every scan of the study."""
+    imp = atlas.implants[region]
+    return {"region": region, "true_temporal_r": float(true_temporal_r), "cnr": float(cnr),
+            **_expected_r(true_temporal_r, cnr),
+            "network_pattern": f"atlas/truth_desc-{region}_network.nii.gz",
+            "roi": f"atlas/atlas_desc-{region}_roi.nii.gz", "roi_voxels": int(atlas.rois[region].sum()),
+            "hemisphere": imp["hemisphere"], "ap_mm": imp["ap"], "ml_mm": imp["ml"], "dv_mm": imp["dv"],
+            "network_blobs": [{"ap_mm": b[0], "ml_mm": b[1], "dv_mm": b[2], "weight": b[3], "description": b[4]}
+                              for b in imp["connected"]]}
+
+
+def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
+    """The generative model's settings, so that a study folder documents how it was made."""
+    return {
+        "drive_band_hz": list(DRIVE_BAND), "power_step_s": POWER_STEP, "hrf": "spm_hrf", "hrf_p": list(RODENT_P),
+        "band_coupling": BAND_COUPLING, "power_depth": POWER_DEPTH, "band_rms_v": BAND_RMS,
+        "lfp": {"fs": sz.fs, "channels_per_implant": sz.n_channels, "lead_s": sz.lead_s, "tail_s": sz.tail_s,
+                "n_times": sz.n_times},
+        "artifact_rms_over_lfp_rms": ARTIFACT_TO_LFP_RMS if artifact else 0.0,
+        "fd": _fd_rule(),
+        "brain_voxels": int(atlas.brain.sum()),
+    }
+
+
+def scan_seed_for(seed: int, subject_index: int, state: str, session_index: int, run: int) -> int:
+    """The seed of one scan, derived from the study seed and the scan's place in the study.
+
+    ``ground_truth.json`` records it per scan; :func:`~lfpbold.simulate.signals.simulate_latents`,
+    :func:`~lfpbold.simulate.signals.simulate_motion`, :func:`~lfpbold.simulate.signals.simulate_bold`
+    and :class:`~lfpbold.simulate.lfp.LfpStream` given it reproduce that scan's data.
+
+    Examples
+    --------
+    >>> scan_seed_for(7, subject_index=1, state="sedated", session_index=1, run=1)
+    1909589571
+    """
+    # The state's place in STATES is part of the seed: reordering STATES would change every study.
+    ss = np.random.SeedSequence([int(seed), subject_index, STATES.index(state), session_index, run])
+    return int(ss.generate_state(1, np.uint32)[0])
+
+
+def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated",),
+                   true_temporal_r=0.59, cnr=1.3, seed=0, size="small", artifact=None, motion=True,
+                   progress=None) -> Path:
+    """Write a simulated simultaneous LFP + resting-state fMRI study with a known ground truth.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The study folder to create (must not exist or be empty).
+    subjects : int, default 3
+        Rats, labelled "01", "02", ...; every rat carries an implant in every region.
+    sessions : int, default 1
+        Sessions per state per rat ("sedated01", "awake01", ...).
+    scans : int, default 2
+        Runs per session (run-1, run-2, ...).
+    regions : sequence of str, default ("ACC", "M1")
+        Implant regions (see :func:`~lfpbold.simulate.anatomy.implant_coordinates`).
+    states : sequence of {"sedated", "awake"}, default ("sedated",)
+    true_temporal_r : float, default 0.59
+        Correlation between the HRF-convolved gamma-power drive and the network's BOLD signal.
+    cnr : float, default 1.3
+        Contrast-to-noise ratio on both sides (LFP gamma power and ROI-mean BOLD), in 0.01-0.1 Hz.
+    seed : int, default 0
+        Everything (arrays, identifiers, dates) follows from it.
+    size : {"small", "paper"}, default "small"
+    artifact : bool or None
+        MR gradient artifact in the LFP; None means on for "paper", off for "small".
+    motion : bool, default True
+        Realistic head motion (drift, jitter, awake spikes); False writes zero motion.
+    progress : callable(str), optional
+        Receives status lines.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Examples
+    --------
+    >>> import tempfile, json, pathlib
+    >>> d = simulate_study(pathlib.Path(tempfile.mkdtemp()) / "study", subjects=1, scans=1, regions=("M1",))
+    >>> round(json.loads((d / "ground_truth.json").read_text())["expected_observed_temporal_r"], 3)
+    0.371
+    """
+    _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr, size)
+    regions = tuple(regions)
+    states = tuple(states)
+    sz = SIZES[size]
+    artifact = (size == "paper") if artifact is None else bool(artifact)
+    say = progress or (lambda msg: None)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; simulate_study writes a new study folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "atlas").mkdir()
+
+    atlas = build_atlas(sz, regions, seed)
+    write_atlas(out / "atlas", atlas)
+    write_json(out / "dataset_description.json", {
+        "Name": f"lfpbold simulated study (seed {seed}, {size})", "BIDSVersion": "1.9.0", "DatasetType": "raw",
+        "GeneratedBy": [{"Name": "lfpbold simulate", "Version": __version__}],
+    })
+    sidecar = {"TaskName": "rest", "RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing, "EchoTime": 0.015,
+               "MagneticFieldStrength": 7, "SliceEncodingDirection": "k"}
+    write_json(out / "task-rest_bold.json", sidecar)
+    meta_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 9]))
+    weights = {f"{s:02d}": round(float(meta_rng.uniform(330, 420)), 1) for s in range(1, subjects + 1)}
+    write_tsv(out / "participants.tsv", ["participant_id", "species", "strain", "sex", "age", "weight_g"],
+              [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", "P90D", w] for s, w in weights.items()])
+
+    implants_truth = {r: _implant_truth(r, atlas, true_temporal_r, cnr) for r in regions}
+    truth_scans = []
+    base_date = _dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=_dt.timezone.utc)
+    n_total = subjects * len(states) * sessions * scans
+    done = 0
+    for si in range(1, subjects + 1):
+        sub = f"{si:02d}"
+        sub_dir = out / f"sub-{sub}"
+        sub_dir.mkdir()
+        ses_rows = []
+        order = 0
+        for state in states:
+            for se in range(1, sessions + 1):
+                ses = f"{state}{se:02d}"
+                start = base_date + _dt.timedelta(days=(si - 1) + 7 * order)
+                order += 1
+                ses_rows.append([f"ses-{ses}", start.strftime("%Y-%m-%dT%H:%M:%S"), state])
+                func = sub_dir / f"ses-{ses}" / "func"
+                ecephys = sub_dir / f"ses-{ses}" / "ecephys"
+                func.mkdir(parents=True)
+                ecephys.mkdir()
+                for run in range(1, scans + 1):
+                    stem = f"sub-{sub}_ses-{ses}_task-rest_run-{run}"
+                    sseed = scan_seed_for(seed, si, state, se, run)
+                    say(f"[{done + 1}/{n_total}] {stem}: BOLD")
+                    lat = simulate_latents(sseed, size=sz, regions=regions, true_temporal_r=true_temporal_r, cnr=cnr)
+                    mot = simulate_motion(sseed, state, sz.n_volumes) if motion else np.zeros((sz.n_volumes, 6))
+                    bold = simulate_bold(atlas, lat, mot, sseed, cnr=cnr)
+                    write_nifti(func / f"{stem}_bold.nii.gz", bold, atlas, t_r=sz.t_r)
+                    del bold
+                    write_json(func / f"{stem}_bold.json", {"RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing})
+                    write_tsv(func / f"{stem}_motion.tsv", list(MOTION_COLUMNS),
+                              [[format_number(v) for v in row] for row in mot])
+                    say(f"[{done + 1}/{n_total}] {stem}: LFP ({sz.n_times} samples x "
+                        f"{sz.n_channels * len(regions)} channels{', with gradient artifact' if artifact else ''})")
+                    stream = LfpStream(lat, sz, sseed, artifact=artifact)
+                    write_nwb(ecephys / f"{stem}_ecephys.nwb", stream=stream, atlas=atlas, subject=sub, session=ses,
+                              state=state, run=run, start=start, weight_g=weights[sub], scan_seed=sseed, size=sz)
+                    fd = framewise_displacement(mot)
+                    truth_scans.append({
+                        "subject": sub, "session": ses, "run": run, "state": state, "seed": sseed,
+                        "implants": [implants_truth[r] for r in regions],
+                        "artifact": artifact, "excluded_expected": screen_motion(fd, state=state)["excluded"],
+                        "max_fd_mm": float(fd.max()), "n_volumes": sz.n_volumes,
+                        "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
+                        "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
+                    })
+                    done += 1
+        write_tsv(sub_dir / f"sub-{sub}_sessions.tsv", ["session_id", "acq_time", "state"], ses_rows)
+
+    write_json(out / "ground_truth.json", {
+        "simulator": {"version": __version__, "seed": int(seed), "size": size, "options": {
+            "subjects": subjects, "sessions": sessions, "scans": scans, "regions": list(regions),
+            "states": list(states), "true_temporal_r": float(true_temporal_r), "cnr": float(cnr),
+            "artifact": artifact, "motion": bool(motion)}},
+        "cnr": float(cnr), "true_temporal_r": float(true_temporal_r),
+        **_expected_r(true_temporal_r, cnr),
+        "model": _model_truth(sz, atlas, artifact),
+        "scans": truth_scans,
+    })
+    say(f"wrote {n_total} scans to {out}")
+    return out
