@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lfpbold.constants import MOTION_COLUMNS, STATES
+
 from .errors import IngestError
 
 __all__ = [
@@ -25,8 +27,6 @@ __all__ = [
     "STATES",
 ]
 
-STATES = ("sedated", "awake")
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 _NA = {"", "n/a", "na", "nan", "none"}
 
 

@@ -6,6 +6,8 @@ path, a checksum and the metadata needed to read them back lazily.
 
 import datajoint as dj
 
+from lfpbold.constants import STATE_DESCRIPTIONS
+
 schema = dj.Schema()
 
 
@@ -17,10 +19,7 @@ class State(dj.Lookup):
     ---
     state_description : varchar(255)
     """
-    contents = [
-        {"state": "sedated", "state_description": "dexmedetomidine + 0.3% isoflurane"},
-        {"state": "awake", "state_description": "restrained, acclimated"},
-    ]
+    contents = [{"state": s, "state_description": d} for s, d in STATE_DESCRIPTIONS.items()]
 
 
 @schema
