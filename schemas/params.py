@@ -125,17 +125,8 @@ class LFPParams(_ParamSet, dj.Lookup):
             "keep_channels": True,
         }
 
-    @staticmethod
-    def artifact_free_params() -> dict:
-        return {
-            "lfp_cleaning": {"method": "none"},
-            "channel_combine": {"method": "phase_aligned", "max_lag_s": 0.005, "fit_s": 60.0},
-            "output_rate_hz": 1000.0,
-            "keep_channels": True,
-        }
-
-    # One default per family, so a plain populate computes the study's analysis once; the
-    # alternatives above are one insert_new_params() away.
+    # One default per family, so a plain populate computes the study's analysis once; a lab's
+    # alternative (say {"lfp_cleaning": {"method": "none"}, ...}) is one insert_new_params() away.
     contents = [_paramset(0, default_params.__func__(), "study: template-regression MR artifact removal + "
                                                         "notches (Tu & Zhang 2022); phase-aligned mean", "lfp_paramset")]
 
