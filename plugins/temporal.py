@@ -305,8 +305,6 @@ def hrf_sweep(
     undershoot_delays=np.arange(2, 12.001, 0.5),
     p=RODENT_P,
     seed_map=None,
-    hrf=None,
-    hrf_params=None,
 ) -> dict:
     """Temporal (and spatial) LFP-BOLD correlation for a grid of HRF shapes.
 
@@ -392,9 +390,6 @@ def hrf_sweep(
     for i, delay in enumerate(delays):
         kernels = []
         for undershoot in undershoots:
-            if hrf is not None:
-                kernels.append(hrf(step, **{**(hrf_params or {}), "p": [delay, undershoot, *list((hrf_params or {}).get("p", RODENT_P))[2:]]}))
-                continue
             p_k = base.copy()
             p_k[:2] = delay, undershoot
             kernels.append(spm_hrf(step, p=p_k))
