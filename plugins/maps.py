@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import check_array, check_finite, check_voxel_data
+
 # aliased: group_mean_map's keyword ``fisher_z`` would shadow the function
 from .stats import fisher_z as _fisher_z
 from .stats import inverse_fisher_z
@@ -15,13 +17,9 @@ __all__ = ["roi_mean", "correlation_map", "rank_correlation_map", "mutual_inform
            "group_mean_map"]
 
 
-def _check_data(data, name: str = "data") -> np.ndarray:
-    data = np.asarray(data)
-    if data.ndim != 2:
-        raise ValueError(f"Expected {name} of shape (n_timepoints, n_voxels); got shape {data.shape}")
-    if data.dtype.kind not in "fiu":
-        raise ValueError(f"Expected real-valued {name}; got dtype {data.dtype}")
-    return data
+def _check_seed(seed) -> np.ndarray:
+    return check_array(seed, "seed", ndim=(1, 2), dtype=np.float64,
+                       expected="seed of shape (n_timepoints,) or (n_seeds, n_timepoints)")
 
 
 def _standardise_columns(x: np.ndarray) -> np.ndarray:
@@ -54,7 +52,7 @@ def roi_mean(data, roi) -> np.ndarray:
     >>> roi_mean(np.array([[1.0, 2.0, 9.0], [3.0, 4.0, 9.0]]), np.array([True, True, False]))
     array([1.5, 3.5])
     """
-    data = _check_data(data)
+    data = check_voxel_data(data)
     roi = np.asarray(roi)
     if roi.dtype != bool:
         raise ValueError(f"roi must be a boolean mask over brain voxels; got dtype {roi.dtype}")
@@ -94,18 +92,16 @@ def correlation_map(seed, data) -> np.ndarray:
     >>> correlation_map(t, data)
     array([ 1., -1.,  0.])
     """
-    data = _check_data(data)
-    seed = np.asarray(seed, dtype=np.float64)
+    data = check_voxel_data(data)
+    seed = _check_seed(seed)
     squeeze = seed.ndim == 1
-    if seed.ndim not in (1, 2):
-        raise ValueError(f"Expected seed of shape (n_timepoints,) or (n_seeds, n_timepoints); got {seed.shape}")
     seed = np.atleast_2d(seed)
     if seed.shape[1] != data.shape[0]:
         raise ValueError(f"seed has {seed.shape[1]} time points but data has {data.shape[0]}")
     if data.shape[0] < 3:
         raise ValueError(f"Need at least 3 time points for a correlation; got {data.shape[0]}")
-    if not (np.all(np.isfinite(seed)) and np.all(np.isfinite(data))):
-        raise ValueError("seed and data must be finite (no NaN or inf)")
+    check_finite(seed, "seed")
+    check_finite(data, "data")
     r = _standardise_columns(seed.T).T @ _standardise_columns(data)
     np.clip(r, -1.0, 1.0, out=r)
     return r[0] if squeeze else r
@@ -135,8 +131,8 @@ def rank_correlation_map(seed, data) -> np.ndarray:
     >>> float(rank_correlation_map(t, np.exp(t)[:, None])[0])
     1.0
     """
-    seed = np.asarray(seed, dtype=np.float64)
-    data = _check_data(data)
+    seed = _check_seed(seed)
+    data = check_voxel_data(data)
     return correlation_map(_ranks(seed, axis=-1), _ranks(data, axis=0))
 
 
@@ -167,8 +163,8 @@ def mutual_information_map(seed, data) -> np.ndarray:
     """
     from scipy.special import ndtri
 
-    seed = np.asarray(seed, dtype=np.float64)
-    data = _check_data(data)
+    seed = _check_seed(seed)
+    data = check_voxel_data(data)
     n = data.shape[0]
     seed_g = ndtri(_ranks(seed, axis=-1) / (n + 1))
     data_g = ndtri(_ranks(data, axis=0) / (n + 1))

@@ -10,6 +10,7 @@ from scipy.signal import fftconvolve
 from scipy.stats import spearmanr
 from sklearn.feature_selection import mutual_info_regression
 
+from ._validation import check_seconds, check_series_pair, check_t_r
 from .hrf import RODENT_P, hrf_regressor, spm_hrf
 from .maps import _standardise_columns, correlation_map, roi_mean
 from .stats import fisher_z, inverse_fisher_z
@@ -24,20 +25,6 @@ __all__ = [
     "shuffled_control",
     "hrf_sweep",
 ]
-
-
-def _check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"Expected two 1-D time series; got shapes {x.shape} and {y.shape}")
-    if x.size != y.size:
-        raise ValueError(f"x and y must have the same length; got {x.size} and {y.size}")
-    if x.size < 3:
-        raise ValueError(f"Need at least 3 time points; got {x.size}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite (no NaN or inf)")
-    return x, y
 
 
 def pearson(x, y) -> float:
@@ -57,7 +44,7 @@ def pearson(x, y) -> float:
     >>> round(pearson([1, 2, 3, 4], [2, 4, 6, 9]), 4)
     0.9944
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     x = x - x.mean()
     y = y - y.mean()
     denom = np.sqrt((x @ x) * (y @ y))
@@ -82,7 +69,7 @@ def spearman(x, y) -> float:
     >>> spearman([1, 2, 3, 4], [1, 4, 9, 100])
     1.0
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     return float(spearmanr(x, y).statistic)
 
 
@@ -117,7 +104,7 @@ def mutual_information(x, y, *, n_neighbors: int = 3, random_state: int = 0) -> 
     >>> mutual_information(x, x + rng.standard_normal(2000)) > 0.2
     True
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     if n_neighbors < 1 or n_neighbors >= x.size:
         raise ValueError(f"n_neighbors must lie in [1, {x.size - 1}]; got {n_neighbors}")
     mi = mutual_info_regression(x[:, None], y, n_neighbors=n_neighbors, random_state=random_state)
@@ -182,11 +169,9 @@ def lagged_xcorr(x, y, *, t_r: float, max_lag_s: float = 20.0) -> tuple[np.ndarr
     >>> peak_lag(lags, r)
     2.0
     """
-    x, y = _check_pair(x, y)
-    if not t_r > 0:
-        raise ValueError(f"t_r must be positive seconds; got {t_r!r}")
-    if not max_lag_s >= 0:
-        raise ValueError(f"max_lag_s must be non-negative; got {max_lag_s!r}")
+    x, y = check_series_pair(x, y)
+    t_r = check_t_r(t_r)
+    max_lag_s = check_seconds(max_lag_s, "max_lag_s", allow_zero=True)
     n = x.size
     k_max = int(np.floor(max_lag_s / t_r + 1e-9))
     if k_max > n - 3:
@@ -273,11 +258,11 @@ def shuffled_control(
     >>> res["p"] < 0.01, abs(res["mean"]) < 0.1
     (True, True)
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     if n_shuffles < 1:
         raise ValueError(f"n_shuffles must be at least 1; got {n_shuffles}")
-    if not t_r > 0:
-        raise ValueError(f"t_r must be positive seconds; got {t_r!r}")
+    t_r = check_t_r(t_r)
+    min_shift_s = check_seconds(min_shift_s, "min_shift_s", allow_zero=True)
     n = x.size
     min_shift = int(np.ceil(min_shift_s / t_r))
     if n - 2 * min_shift < 1:
