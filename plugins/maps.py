@@ -158,8 +158,9 @@ def mutual_information_map(seed, data) -> np.ndarray:
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal(5000)
     >>> y = 0.6 * x + 0.8 * rng.standard_normal(5000)
-    >>> round(float(mutual_information_map(x, y[:, None])[0]), 2)   # -log(1 - 0.36) / 2 = 0.22
-    0.22
+    >>> mi = float(mutual_information_map(x, y[:, None])[0])
+    >>> bool(abs(mi - (-np.log(1 - 0.6**2) / 2)) < 0.01)   # the Gaussian value, 0.223, to sampling error
+    True
     """
     from scipy.special import ndtri
 
