@@ -197,6 +197,43 @@ def test_hrf_sweep_default_grid_finds_true_delay(rng):
     assert res["response_delays"][i] == pytest.approx(5.0, abs=0.5)
 
 
+def _todays_sweep(power, times, onsets, t_r, bold, roi, delays, undershoots, p, seed_map):
+    """hrf_sweep as it was when it built SPM kernels itself: the reference its defaults must equal bit for bit."""
+    from scipy.signal import fftconvolve
+
+    from lfpbold.plugins.maps import _standardise_columns
+
+    step = float(np.median(np.diff(times)))
+    regressors = np.empty((delays.size, undershoots.size, onsets.size))
+    for i, d in enumerate(delays):
+        kernels = []
+        for u in undershoots:
+            p_k = np.asarray(p, dtype=float).copy()
+            p_k[:2] = d, u
+            kernels.append(spm_hrf(step, p=p_k))
+        convolved = fftconvolve(power[None, :], np.array(kernels), axes=1)[:, : power.size]
+        regressors[i] = hrf_regressor(convolved, times, onsets, t_r, kernel=np.ones(1))[1]
+    flat = regressors.reshape(-1, onsets.size)
+    local = roi_mean(bold, roi)
+    temporal_r = correlation_map(flat, local[:, None])[:, 0].reshape(delays.size, undershoots.size)
+    maps = correlation_map(flat, bold)
+    ok = np.isfinite(seed_map)
+    spatial_r = _standardise_columns(maps[:, ok].T).T @ _standardise_columns(seed_map[ok, None])
+    return temporal_r, np.clip(spatial_r[:, 0], -1, 1).reshape(delays.size, undershoots.size)
+
+
+def test_hrf_sweep_defaults_are_todays_spm_sweep_bit_for_bit(rng):
+    power, times, onsets, bold, pattern = _sweep_case(rng)
+    roi = np.arange(6) >= 4
+    seed_map = pattern + 0.3 * rng.standard_normal(6)
+    delays, undershoots = np.arange(2, 8.001, 0.25), np.arange(2, 12.001, 0.5)
+    temporal_r, spatial_r = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, RODENT_P,
+                                          seed_map)
+    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, seed_map=seed_map)
+    np.testing.assert_array_equal(res["temporal_r"], temporal_r)
+    np.testing.assert_array_equal(res["spatial_r"], spatial_r)
+
+
 def test_hrf_sweep_errors(rng):
     power, times, onsets, bold, _ = _sweep_case(rng)
     with pytest.raises(ValueError, match="volume_onsets has 119 entries but bold has 120 volumes"):
