@@ -5,13 +5,15 @@ Step ``temporal_metric``: each method is ``f(x, y, **params) -> float`` with x t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.signal import fftconvolve
 from scipy.stats import spearmanr
 from sklearn.feature_selection import mutual_info_regression
 
-from ._validation import check_seconds, check_series_pair, check_t_r
-from .hrf import RODENT_P, hrf_regressor, spm_hrf
+from ._validation import check_array, check_seconds, check_series_pair, check_t_r
+from .hrf import accepts_delays, hrf_regressor, spm_hrf
 from .maps import _standardise_columns, correlation_map, roi_mean
 from .stats import fisher_z, inverse_fisher_z
 
@@ -288,16 +290,21 @@ def hrf_sweep(
     roi,
     response_delays=np.arange(2, 8.001, 0.25),
     undershoot_delays=np.arange(2, 12.001, 0.5),
-    p=RODENT_P,
+    hrf=spm_hrf,
+    hrf_params=None,
     seed_map=None,
+    p=None,
 ) -> dict:
     """Temporal (and spatial) LFP-BOLD correlation for a grid of HRF shapes.
 
-    For every pair (response delay, undershoot delay) the band power is convolved with
-    :func:`~lfpbold.plugins.hrf.spm_hrf` with ``p[0]``, ``p[1]`` replaced and brought to the
-    volumes exactly as :func:`~lfpbold.plugins.hrf.hrf_regressor` does; the temporal r is its
-    Pearson r with the ROI-mean BOLD, and, given ``seed_map``, the spatial r is the similarity
-    of its power map (:func:`~lfpbold.plugins.maps.correlation_map`) to the seed map.
+    For every pair (response delay ``d``, undershoot delay ``u``) the band power is convolved
+    with the kernel ``hrf(step, response_delay=d, undershoot_delay=u, **hrf_params)``, ``step``
+    being the power's sampling interval, and brought to the volumes exactly as
+    :func:`~lfpbold.plugins.hrf.hrf_regressor` does; the temporal r is its Pearson r with the
+    ROI-mean BOLD, and, given ``seed_map``, the spatial r is the similarity of its power map
+    (:func:`~lfpbold.plugins.maps.correlation_map`) to the seed map. With the defaults the
+    kernels are the study's: :func:`~lfpbold.plugins.hrf.spm_hrf` with the rodent ``p`` and
+    ``p[0]``, ``p[1]`` replaced.
 
     All HRFs sharing a response delay are convolved at once (FFT) and all power maps come from
     one matrix product. At paper size (25 x 21 = 525 HRFs, 1200 volumes, 6157 voxels, 30 min of
@@ -319,11 +326,19 @@ def hrf_sweep(
     roi : ndarray of shape (n_voxels,), bool
         Voxels around the electrode tip, for the local BOLD.
     response_delays, undershoot_delays : array-like
-        Grids for ``p[0]`` and ``p[1]`` in seconds (the study: 2-8 s by 0.25, 2-12 s by 0.5).
-    p : sequence, default :data:`~lfpbold.plugins.hrf.RODENT_P`
-        The remaining HRF parameters.
+        Grids of the HRF's response and undershoot delays in seconds (the study: 2-8 s by 0.25,
+        2-12 s by 0.5).
+    hrf : callable, default :func:`~lfpbold.plugins.hrf.spm_hrf`
+        A method of step ``hrf`` that takes ``response_delay`` and ``undershoot_delay``
+        (:func:`~lfpbold.plugins.hrf.accepts_delays`).
+    hrf_params : dict, optional
+        The method's other parameters, e.g. ``{"p": RODENT_P}`` for ``spm_hrf`` (whose
+        ``p[0]``, ``p[1]`` the swept delays replace).
     seed_map : ndarray of shape (n_voxels,), optional
         Seed map to compare power maps against.
+    p : sequence, optional
+        Deprecated: ``hrf_params={"p": p}``. Kept so that callers of the SPM-only sweep keep
+        working until they move to ``hrf_params``.
 
     Returns
     -------
@@ -346,14 +361,21 @@ def hrf_sweep(
     >>> res["temporal_r"].shape
     (25, 21)
     """
-    power = np.asarray(power, dtype=np.float64)
-    if power.ndim != 1:
-        raise ValueError(f"Expected one band's power of shape (n_times,); got shape {power.shape}")
+    if p is not None:
+        warnings.warn("hrf_sweep(p=...) is deprecated; pass hrf_params={'p': ...}", DeprecationWarning, stacklevel=2)
+        hrf_params = {"p": p, **(hrf_params or {})}
+    hrf_params = dict(hrf_params or {})
+    if not accepts_delays(hrf):
+        name = getattr(hrf, "__name__", repr(hrf))
+        raise ValueError(
+            f"Expected an HRF method that takes response_delay and undershoot_delay (the swept parameters); "
+            f"{name} does not, so it cannot be swept"
+        )
+    power = check_array(power, "power", ndim=1, dtype=np.float64, expected="one band's power of shape (n_times,)")
     times = np.asarray(times, dtype=np.float64)
     onsets = np.asarray(volume_onsets, dtype=np.float64)
-    bold = np.asarray(bold)
-    if bold.ndim != 2:
-        raise ValueError(f"Expected bold of shape (n_volumes, n_voxels); got shape {bold.shape}")
+    bold = check_array(bold, "bold", ndim=2, expected="bold of shape (n_volumes, n_voxels)")
+    t_r = check_t_r(t_r)
     if onsets.ndim != 1 or onsets.size != bold.shape[0]:
         raise ValueError(f"volume_onsets has {onsets.size} entries but bold has {bold.shape[0]} volumes")
     delays = np.atleast_1d(np.asarray(response_delays, dtype=float))
@@ -368,17 +390,17 @@ def hrf_sweep(
     if times.size < 2:
         raise ValueError("power needs at least two samples")
     step = float(np.median(np.diff(times)))
-    base = np.asarray(p, dtype=float).ravel()
 
     regressors = np.empty((delays.size, undershoots.size, onsets.size))
     identity = np.ones(1)  # hrf_regressor with a unit kernel only averages over each volume
     for i, delay in enumerate(delays):
-        kernels = []
-        for undershoot in undershoots:
-            p_k = base.copy()
-            p_k[:2] = delay, undershoot
-            kernels.append(spm_hrf(step, p=p_k))
-        kernels = np.array(kernels)
+        kernels = [hrf(step, response_delay=float(delay), undershoot_delay=float(undershoot), **hrf_params)
+                   for undershoot in undershoots]
+        if len({k.shape for k in kernels}) > 1:
+            # one FFT convolution per response delay needs one length; a shorter kernel is zero after its end
+            length = max(k.size for k in kernels)
+            kernels = [np.pad(k, (0, length - k.size)) for k in kernels]
+        kernels = np.array(kernels, dtype=np.float64)
         convolved = fftconvolve(power[None, :], kernels, axes=1)[:, : power.size]
         regressors[i] = hrf_regressor(convolved, times, onsets, t_r, kernel=identity)[1]
     flat = regressors.reshape(-1, onsets.size)
