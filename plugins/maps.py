@@ -1,6 +1,9 @@
 """Correlation maps over brain voxels: seed maps, LFP power maps and their spatial similarity.
 
 Data are (n_timepoints, n_voxels) arrays in brain-mask order, as returned by ``bold_preprocessing``.
+Step ``correlation_map``: each method is ``f(seed, data, **params) -> values`` of shape (n_voxels,) or
+(n_seeds, n_voxels); ``output_range`` on a method is the range its values keep (read by the
+conformance check, :mod:`lfpbold.plugins.contracts`).
 """
 
 from __future__ import annotations
@@ -107,6 +110,9 @@ def correlation_map(seed, data) -> np.ndarray:
     return r[0] if squeeze else r
 
 
+correlation_map.output_range = (-1.0, 1.0)
+
+
 def _ranks(x: np.ndarray, axis: int = 0) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -134,6 +140,9 @@ def rank_correlation_map(seed, data) -> np.ndarray:
     seed = _check_seed(seed)
     data = check_voxel_data(data)
     return correlation_map(_ranks(seed, axis=-1), _ranks(data, axis=0))
+
+
+rank_correlation_map.output_range = (-1.0, 1.0)
 
 
 def mutual_information_map(seed, data) -> np.ndarray:
@@ -171,6 +180,9 @@ def mutual_information_map(seed, data) -> np.ndarray:
     data_g = ndtri(_ranks(data, axis=0) / (n + 1))
     r = correlation_map(seed_g, data_g)
     return -0.5 * np.log1p(-np.minimum(r * r, 1 - 1e-12))
+
+
+mutual_information_map.output_range = (0.0, np.inf)
 
 
 def spatial_similarity(map_a, map_b) -> float:

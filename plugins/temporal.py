@@ -1,6 +1,8 @@
 """Temporal LFP-BOLD relationships: per-scan metrics, lagged correlation, shuffle control, HRF sweep.
 
 Step ``temporal_metric``: each method is ``f(x, y, **params) -> float`` with x the HRF-convolved band power.
+Step ``lagged_correlation``: ``f(x, y, *, t_r, max_lag_s, **params) -> (lags_s, r)``, positive lag = y lags x.
+``output_range`` on a method is the range its values keep (read by :mod:`lfpbold.plugins.contracts`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def pearson(x, y) -> float:
     return float(np.clip((x @ y) / denom, -1.0, 1.0))
 
 
+pearson.output_range = (-1.0, 1.0)
+
+
 def spearman(x, y) -> float:
     """Spearman rank correlation (robust to outliers and monotone non-linearity).
 
@@ -73,6 +78,9 @@ def spearman(x, y) -> float:
     """
     x, y = check_series_pair(x, y)
     return float(spearmanr(x, y).statistic)
+
+
+spearman.output_range = (-1.0, 1.0)
 
 
 def mutual_information(x, y, *, n_neighbors: int = 3, random_state: int = 0) -> float:
@@ -111,6 +119,9 @@ def mutual_information(x, y, *, n_neighbors: int = 3, random_state: int = 0) -> 
         raise ValueError(f"n_neighbors must lie in [1, {x.size - 1}]; got {n_neighbors}")
     mi = mutual_info_regression(x[:, None], y, n_neighbors=n_neighbors, random_state=random_state)
     return float(mi[0])
+
+
+mutual_information.output_range = (0.0, np.inf)
 
 
 def fisher_z_mean(r) -> float:
@@ -181,6 +192,9 @@ def lagged_xcorr(x, y, *, t_r: float, max_lag_s: float = 20.0) -> tuple[np.ndarr
     lags = np.arange(-k_max, k_max + 1)
     r = np.array([pearson(x[: n - k], y[k:]) if k >= 0 else pearson(x[-k:], y[: n + k]) for k in lags])
     return lags * t_r, r
+
+
+lagged_xcorr.output_range = (-1.0, 1.0)  # of r
 
 
 def peak_lag(lags_s, r, *, absolute: bool = False) -> float:
