@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from lfpbold.cli import main
 from lfpbold.plugins import PluginNotFoundError, _registered, available, contracts, get_plugin, register
 from lfpbold.plugins.contracts import CONTRACTS, STEPS, check_all, check_function, check_method
 
@@ -210,6 +212,55 @@ def test_unknown_step_or_method_or_unloadable_method(monkeypatch):
 
     monkeypatch.setattr(contracts, "get_plugin", broken_entry_point)
     assert check_method("hrf", "spm") == ["could not be loaded: ImportError: No module named 'mylab'"]
+
+
+# ---------------------------------------------------------------------------------------------
+# lfpbold plugins [--check]
+
+
+def test_cli_lists_steps_with_descriptions():
+    run = CliRunner().invoke(main, ["plugins"])
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(STEPS)
+    assert "cross_correlation" in lines[list(STEPS).index("lagged_correlation")]
+    assert STEPS["hrf"] in lines[list(STEPS).index("hrf")]
+
+
+def test_cli_check_passes_on_the_builtins():
+    run = CliRunner().invoke(main, ["plugins", "--check"])
+    assert run.exit_code == 0, run.output
+    for step, methods in BUILTINS.items():
+        for m in methods:
+            assert any(line.split() == [step, m, "ok"] for line in run.output.splitlines()), (step, m)
+    assert "0 failed" in run.output.splitlines()[-1]
+
+
+def test_cli_check_fails_on_a_broken_method_and_names_it(registered):
+    registered("lfp_removal", "broken", _removal_short_keep)
+    run = CliRunner().invoke(main, ["plugins", "--check"])
+    assert run.exit_code == 1, run.output
+    line = next(line for line in run.output.splitlines() if line.split()[:2] == ["lfp_removal", "broken"])
+    assert "keep: expected shape (n_timepoints,) = (60,); got (59,)" in line
+    assert "1 failed" in run.output.splitlines()[-1]
+    # one step only: the others are not run
+    run = CliRunner().invoke(main, ["plugins", "--check", "--step", "hrf"])
+    assert run.exit_code == 0 and "lfp_removal" not in run.output
+
+
+def test_cli_check_of_an_unknown_step_says_which_steps_have_contracts():
+    run = CliRunner().invoke(main, ["plugins", "--check", "--step", "seizure_detection"])
+    assert run.exit_code == 2
+    assert "has no contract" in run.output and "band_power" in run.output
+
+
+def test_cli_leaves_a_lab_step_without_contract_unchecked(registered):
+    registered("spike_sorting", "kilosort", lambda x: x)
+    run = CliRunner().invoke(main, ["plugins", "--check"])
+    assert run.exit_code == 0, run.output
+    assert "not checked: step 'spike_sorting' has no contract" in run.output
+    listing = CliRunner().invoke(main, ["plugins"]).output
+    assert listing.splitlines()[-1].split()[:2] == ["spike_sorting", "kilosort"]
 
 
 # ---------------------------------------------------------------------------------------------
