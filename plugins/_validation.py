@@ -410,8 +410,8 @@ def check_sample_mask(sample_mask, n_volumes: int) -> np.ndarray | None:
 
     Examples
     --------
-    >>> check_sample_mask(np.array([True, True, False, True]), 4).sum()
-    np.int64(3)
+    >>> int(check_sample_mask(np.array([True, True, False, True]), 4).sum())
+    3
     >>> check_sample_mask(np.ones(4, int), 4)
     Traceback (most recent call last):
     ...
@@ -470,6 +470,15 @@ def check_motion(motion, n_volumes: int | None = None) -> np.ndarray:
 def check_state(state) -> str:
     """A brain state of :data:`lfpbold.constants.STATES`, case and spaces ignored.
 
+    Parameters
+    ----------
+    state : str
+
+    Returns
+    -------
+    state : str
+        Lower case, as in :data:`~lfpbold.constants.STATES`.
+
     Examples
     --------
     >>> check_state(" Awake")
@@ -487,6 +496,18 @@ def check_state(state) -> str:
 
 def check_filter_band(high_pass, low_pass, t_r: float) -> None:
     """Band-pass edges in Hz (either may be None) that fit a sampling interval of ``t_r`` seconds.
+
+    Parameters
+    ----------
+    high_pass, low_pass : float or None
+        Edges in Hz; ``high_pass < low_pass < 0.5 / t_r``.
+    t_r : float
+        Seconds between samples.
+
+    Raises
+    ------
+    ValueError
+        An edge that is not positive, at or above Nyquist, or edges in the wrong order.
 
     Examples
     --------
