@@ -123,6 +123,10 @@ def _band_power_negative(lfp, sfreq, *, bands):
     return -np.ones((len(bands), times.size)), times
 
 
+def _band_power_no_windows(lfp, sfreq, *, bands):
+    return np.zeros((len(bands), 0)), np.zeros(0)
+
+
 def _combine_float_lags(lfp, sfreq):
     return lfp.mean(axis=0), np.zeros(lfp.shape[0])
 
@@ -172,6 +176,7 @@ def _bold_ignores_sample_mask(bold, *, t_r, brain_mask, sample_mask, **ignored):
         ("hrf", _hrf_nan, "kernel at dt=0.1 s: expected finite values for finite input; got 321 NaN or inf"),
         ("hrf", _hrf_ignores_delay, "expected a later response_delay (6 s vs 3 s) to move the peak later"),
         ("band_power", _band_power_negative, "power: expected non-negative power"),
+        ("band_power", _band_power_no_windows, "power: expected at least one window for a 40 s recording; got none"),
         ("channel_combine", _combine_float_lags, "lags: expected integers; got dtype float64"),
         ("lagged_correlation", _lagged_wrong_sign, "the peak belongs at +1.5 s; got -1.5 s"),
         ("correlation_map", _map_not_a_correlation, "maps: expected values in [-1, 1] (the method's output_range)"),
@@ -188,6 +193,19 @@ def test_broken_method_is_reported_by_name(registered, step, func, expected):
     report = check_all(step)
     assert report[(step, "broken")] == problems
     assert all(not p for (s, m), p in report.items() if m != "broken")
+
+
+def test_output_that_trips_the_check_itself_is_a_problem_not_a_crash(monkeypatch):
+    odd = check_function("band_power", lambda lfp, sfreq, *, bands: (np.ones((2, 3)),))
+    assert odd == ["expected a tuple (power, times); got a tuple of 1"]
+
+    def tripping_check(checker):
+        raise RuntimeError("a corner of the output no check foresaw")
+
+    monkeypatch.setitem(contracts._CHECKS, "hrf", tripping_check)
+    assert check_method("hrf", "spm") == [
+        "its output could not be checked: RuntimeError: a corner of the output no check foresaw"
+    ]
 
 
 def test_a_method_that_is_not_a_correlation_is_not_held_to_one(registered):
