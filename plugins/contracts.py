@@ -224,7 +224,9 @@ class TemporalMetric(Protocol):
     Returns
     -------
     value : float
-        A Python or numpy float scalar (not an array), within the declared ``output_range``.
+        A Python or numpy float scalar (not an array), within the declared ``output_range``;
+        finite for finite, non-constant series (NaN may stand for "undefined", e.g. a constant
+        series, so that the scan drops out of group tests).
     """
 
     def __call__(self, x: np.ndarray, y: np.ndarray, /, **params: Any) -> float:
