@@ -234,12 +234,40 @@ def export_maps_cmd(ctx, out_dir, band_set):
 
 @main.command()
 @click.option("--step", default=None, help="Only this step.")
-def plugins(step):
-    """The analysis methods installed, by step (entry-point groups lfpbold.<step>)."""
-    from lfpbold.plugins import available
+@click.option("--check", is_flag=True,
+              help="Run every installed method through its step's contract; exit 1 if any fails.")
+def plugins(step, check):
+    """The analysis methods installed, by step (entry-point groups lfpbold.<step>).
 
-    for s, methods in available(step).items():
-        click.echo(f"{s:<22} {', '.join(methods)}")
+    With --check, every method (entry points of every installed package, and methods registered
+    in this process) runs on small synthetic inputs against its step's contract
+    (lfpbold.plugins.contracts): one line per method, ok or what is wrong.
+    """
+    from lfpbold.plugins import available
+    from lfpbold.plugins.contracts import STEPS, check_all
+
+    installed = available(step)
+    # the study's steps in pipeline order, then any step a lab added
+    order = [s for s in STEPS if s in installed] + sorted(set(installed) - set(STEPS))
+    if not check:
+        for s in order:
+            click.echo(f"{s:<20} {', '.join(installed[s]):<38} {STEPS.get(s, '(no contract)')}")
+        return
+    if step is not None and step not in STEPS:
+        raise click.BadParameter(f"{step!r} has no contract; steps with one: {', '.join(STEPS)}", param_hint="--step")
+    t0 = time.perf_counter()
+    report = check_all(step)
+    for (s, m), problems in report.items():
+        click.echo(f"{s:<20} {m:<22} {'; '.join(problems) if problems else 'ok'}")
+    for s in order:
+        if s not in STEPS:
+            for m in installed[s]:
+                click.echo(f"{s:<20} {m:<22} not checked: step {s!r} has no contract")
+    failed = sum(bool(p) for p in report.values())
+    click.echo(f"{len(report)} method(s) checked in {time.perf_counter() - t0:.1f} s: "
+               f"{len(report) - failed} ok, {failed} failed")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

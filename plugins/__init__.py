@@ -10,13 +10,15 @@ its ``pyproject.toml`` exactly as a lab's package would declare its own, so noth
     multitaper = "mylab.power:multitaper_band_power"
 
 For a method defined in a notebook or script, :func:`register` adds it for the running process.
+What a method of each step must accept and return is written in :mod:`lfpbold.plugins.contracts`,
+which also checks a method against it (``lfpbold plugins --check`` checks every installed one).
 Nothing in this package imports DataJoint or touches files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Callable
 
 __all__ = ["get_plugin", "register", "available", "PluginNotFoundError"]
 
@@ -56,7 +58,23 @@ def register(step: str, method: str) -> Callable[[Callable], Callable]:
 
 
 def available(step: str | None = None) -> dict[str, list[str]]:
-    """Method names by step: entry points of every installed package plus in-process ones."""
+    """Method names by step: entry points of every installed package plus in-process ones.
+
+    Parameters
+    ----------
+    step : str, optional
+        Only this step.
+
+    Returns
+    -------
+    methods : dict
+        ``{step: [method, ...]}``, both sorted by name.
+
+    Examples
+    --------
+    >>> available("lfp_removal")
+    {'lfp_removal': ['censor', 'ols', 'soft']}
+    """
     found: dict[str, set[str]] = {}
     eps = entry_points()
     for group in eps.groups:
@@ -71,10 +89,28 @@ def available(step: str | None = None) -> dict[str, list[str]]:
 def get_plugin(step: str, method: str) -> Callable:
     """Return the function registered as ``method`` for ``step``.
 
+    In-process registrations (:func:`register`) come first, then entry points.
+
+    Parameters
+    ----------
+    step : str
+        Analysis step, e.g. ``"band_power"``.
+    method : str
+        Method name, as a parameter set names it.
+
+    Returns
+    -------
+    func : callable
+
     Raises
     ------
     PluginNotFoundError
         With the names that are available for that step.
+
+    Examples
+    --------
+    >>> get_plugin("correlation_map", "spearman").__name__
+    'rank_correlation_map'
     """
     if (step, method) in _registered:
         return _registered[(step, method)]

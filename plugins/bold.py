@@ -5,12 +5,21 @@ Step ``bold_preprocessing``; every method takes realigned 4-D BOLD and returns b
 
 from __future__ import annotations
 
-import numbers
-
 import nibabel as nib
 import numpy as np
 from nilearn.image import get_data, smooth_img
 from nilearn.signal import clean
+
+from ._validation import (
+    check_array,
+    check_filter_band,
+    check_finite,
+    check_mask,
+    check_motion,
+    check_sample_mask,
+    check_state,
+    check_t_r,
+)
 
 __all__ = ["framewise_displacement", "screen_motion", "bandpass_only", "preprocess_bold"]
 
@@ -20,7 +29,6 @@ _SMOOTH_BLOCK = 64
 #: Voxels cleaned per nilearn.signal.clean call. Cleaning is voxel-wise, so blocks give the same
 #: result; they bound clean's float64 temporaries (its scrubbing spline is ~4x the input).
 _CLEAN_BLOCK = 2048
-_STATES = ("awake", "sedated")
 
 
 def framewise_displacement(motion, *, radius_mm: float = 5.0) -> np.ndarray:
@@ -58,14 +66,7 @@ def framewise_displacement(motion, *, radius_mm: float = 5.0) -> np.ndarray:
     >>> framewise_displacement(motion).round(3).tolist()
     [0.0, 0.05, 0.1]
     """
-    motion = np.asarray(motion, dtype=float)
-    if motion.ndim != 2 or motion.shape[1] != 6:
-        raise ValueError(
-            f"Expected motion parameters of shape (n_volumes, 6) (3 translations in mm, 3 rotations "
-            f"in radians); got shape {motion.shape}"
-        )
-    if not np.all(np.isfinite(motion)):
-        raise ValueError("Motion parameters contain NaN or inf")
+    motion = check_motion(motion)
     if not radius_mm > 0:
         raise ValueError(f"radius_mm must be positive; got {radius_mm!r}")
     delta = np.abs(np.diff(motion, axis=0))
@@ -120,14 +121,10 @@ def screen_motion(
     >>> screen_motion(fd, state="sedated")["reason"]
     '1 volume with FD > 0.1 mm (max 0.23 mm); sedated scans allow none'
     """
-    fd = np.asarray(fd, dtype=float)
-    if fd.ndim != 1 or fd.size == 0:
-        raise ValueError(f"Expected a 1-D framewise displacement array (n_volumes,); got shape {fd.shape}")
-    if not np.all(np.isfinite(fd)):
-        raise ValueError("Framewise displacement contains NaN or inf")
-    state_key = str(state).strip().lower()
-    if state_key not in _STATES:
-        raise ValueError(f"Unknown state {state!r}; expected one of {', '.join(_STATES)}")
+    fd = check_array(fd, "fd", ndim=1, dtype=float, non_empty=True,
+                     expected="a 1-D framewise displacement array (n_volumes,)")
+    check_finite(fd, "Framewise displacement")
+    state_key = check_state(state)
     if not threshold_mm > 0:
         raise ValueError(f"threshold_mm must be positive; got {threshold_mm!r}")
     if not 0 <= max_scrub_fraction <= 1:
@@ -173,65 +170,10 @@ def screen_motion(
 
 
 def _check_bold(bold) -> np.ndarray:
-    bold = np.asanyarray(bold)
-    if bold.ndim != 4:
-        raise ValueError(f"Expected a 4-D BOLD array (X, Y, Z, T); got shape {bold.shape}")
-    if bold.dtype.kind not in "fiu":
-        raise ValueError(f"Expected a real-valued BOLD array; got dtype {bold.dtype}")
+    bold = check_array(bold, "BOLD", ndim=4, expected="a 4-D BOLD array (X, Y, Z, T)")
     if bold.shape[-1] < 3:
         raise ValueError(f"Expected at least 3 volumes in the BOLD array; got shape {bold.shape}")
     return bold
-
-
-def _check_mask(mask, shape, name: str, *, required: bool = True) -> np.ndarray | None:
-    if mask is None:
-        if required:
-            raise ValueError(f"{name} is required: a boolean (X, Y, Z) mask in the BOLD array's space")
-        return None
-    mask = np.asarray(mask)
-    if mask.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {mask.shape} but the BOLD volumes are {tuple(shape)}")
-    if mask.dtype != bool:
-        if mask.dtype.kind in "iuf" and np.isin(mask, (0, 1)).all():
-            mask = mask.astype(bool)
-        else:
-            raise ValueError(f"{name} must be boolean (or 0/1); got dtype {mask.dtype}")
-    if not mask.any():
-        raise ValueError(f"{name} selects no voxels")
-    return mask
-
-
-def _check_t_r(t_r) -> float:
-    if not isinstance(t_r, numbers.Real) or not np.isfinite(t_r) or t_r <= 0:
-        raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}")
-    return float(t_r)
-
-
-def _check_band(high_pass, low_pass, t_r: float) -> None:
-    nyquist = 0.5 / t_r
-    for name, value in (("high_pass", high_pass), ("low_pass", low_pass)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be a positive frequency in Hz or None; got {value!r}")
-    if low_pass is not None and low_pass >= nyquist:
-        raise ValueError(
-            f"low_pass={low_pass} Hz is at or above the Nyquist frequency {nyquist:g} Hz for t_r={t_r} s; "
-            f"use a lower low_pass or None"
-        )
-    if high_pass is not None and low_pass is not None and high_pass >= low_pass:
-        raise ValueError(f"high_pass ({high_pass} Hz) must be below low_pass ({low_pass} Hz)")
-
-
-def _check_sample_mask(sample_mask, n_volumes: int) -> np.ndarray | None:
-    if sample_mask is None:
-        return None
-    sample_mask = np.asarray(sample_mask)
-    if sample_mask.dtype != bool:
-        raise ValueError(f"sample_mask must be a boolean array (True = keep); got dtype {sample_mask.dtype}")
-    if sample_mask.shape != (n_volumes,):
-        raise ValueError(f"sample_mask has shape {sample_mask.shape} but the BOLD array has {n_volumes} volumes")
-    if sample_mask.sum() < 3:
-        raise ValueError(f"sample_mask keeps {int(sample_mask.sum())} volumes; at least 3 are needed")
-    return sample_mask
 
 
 def _clean_blocks(signals, *, t_r, high_pass, low_pass, detrend, confounds=None, sample_mask=None):
@@ -254,12 +196,6 @@ def _clean_blocks(signals, *, t_r, high_pass, low_pass, detrend, confounds=None,
             butterworth__copy=True,
         )
     return out
-
-
-def _check_finite(signals: np.ndarray) -> None:
-    bad = ~np.isfinite(signals).all(axis=0)
-    if bad.any():
-        raise ValueError(f"BOLD has NaN or inf in {int(bad.sum())} brain voxels")
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,12 +251,12 @@ def bandpass_only(
     (100, 8)
     """
     bold = _check_bold(bold)
-    brain_mask = _check_mask(brain_mask, bold.shape[:3], "brain_mask")
-    t_r = _check_t_r(t_r)
-    _check_band(high_pass, low_pass, t_r)
-    sample_mask = _check_sample_mask(sample_mask, bold.shape[-1])
+    brain_mask = check_mask(brain_mask, bold.shape[:3], "brain_mask")
+    t_r = check_t_r(t_r)
+    check_filter_band(high_pass, low_pass, t_r)
+    sample_mask = check_sample_mask(sample_mask, bold.shape[-1])
     signals = bold[brain_mask].astype(np.float32, copy=False).T
-    _check_finite(signals)
+    check_finite(signals, "BOLD", axis=0, unit="brain voxels")
     return _clean_blocks(signals, t_r=t_r, high_pass=high_pass, low_pass=low_pass, detrend=detrend,
                          sample_mask=sample_mask)
 
@@ -410,21 +346,13 @@ def preprocess_bold(
     bold = _check_bold(bold)
     shape3 = bold.shape[:3]
     n_t = bold.shape[-1]
-    brain_mask = _check_mask(brain_mask, shape3, "brain_mask")
-    wm_mask = _check_mask(wm_mask, shape3, "wm_mask")
-    ventricle_mask = _check_mask(ventricle_mask, shape3, "ventricle_mask")
-    t_r = _check_t_r(t_r)
-    _check_band(high_pass, low_pass, t_r)
-    sample_mask = _check_sample_mask(sample_mask, n_t)
-    if motion is None:
-        raise ValueError("motion is required: the (T, 6) realignment parameters")
-    motion = np.asarray(motion, dtype=float)
-    if motion.ndim != 2 or motion.shape[1] != 6:
-        raise ValueError(f"Expected motion parameters of shape (T, 6); got shape {motion.shape}")
-    if motion.shape[0] != n_t:
-        raise ValueError(f"motion has {motion.shape[0]} rows but the BOLD array has {n_t} volumes")
-    if not np.all(np.isfinite(motion)):
-        raise ValueError("Motion parameters contain NaN or inf")
+    brain_mask = check_mask(brain_mask, shape3, "brain_mask")
+    wm_mask = check_mask(wm_mask, shape3, "wm_mask")
+    ventricle_mask = check_mask(ventricle_mask, shape3, "ventricle_mask")
+    t_r = check_t_r(t_r)
+    check_filter_band(high_pass, low_pass, t_r)
+    sample_mask = check_sample_mask(sample_mask, n_t)
+    motion = check_motion(motion, n_t)
     smooth = fwhm is not None and fwhm != 0
     if smooth:
         if not fwhm > 0:
@@ -457,7 +385,7 @@ def preprocess_bold(
         nuisance[rows, 0] = block[wm_box].mean(axis=0, dtype=float)
         nuisance[rows, 1] = block[ventricle_box].mean(axis=0, dtype=float)
         nuisance[rows, 2] = signals[rows].mean(axis=1, dtype=float)
-    _check_finite(signals)
+    check_finite(signals, "BOLD", axis=0, unit="brain voxels")
     confounds = np.column_stack([motion, nuisance if global_signal else nuisance[:, :2]])
     return _clean_blocks(signals, t_r=t_r, high_pass=high_pass, low_pass=low_pass, detrend=detrend,
                          confounds=confounds, sample_mask=sample_mask)

@@ -8,18 +8,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from ._validation import check_array, check_seconds, check_sfreq
+
 __all__ = ["mean_combine", "phase_aligned_combine"]
-
-
-def _as_2d(lfp) -> np.ndarray:
-    lfp = np.asarray(lfp)
-    if lfp.ndim != 2:
-        raise ValueError(f"Expected lfp as a 2-D array (n_channels, n_times); got shape {lfp.shape}")
-    if lfp.shape[0] == 0 or lfp.shape[1] == 0:
-        raise ValueError(f"lfp has no data; got shape {lfp.shape}")
-    if not np.issubdtype(lfp.dtype, np.number) or np.iscomplexobj(lfp):
-        raise ValueError(f"Expected lfp as real numbers; got dtype {lfp.dtype}")
-    return lfp
 
 
 def mean_combine(lfp, sfreq: float):
@@ -44,7 +35,7 @@ def mean_combine(lfp, sfreq: float):
     >>> combined, lags
     (array([2., 2., 2.]), array([0, 0]))
     """
-    lfp = _as_2d(lfp)
+    lfp = check_array(lfp, "lfp", ndim=2, layout="(n_channels, n_times)", non_empty=True)
     return lfp.mean(axis=0, dtype=np.float64), np.zeros(lfp.shape[0], dtype=int)
 
 
@@ -93,12 +84,10 @@ def phase_aligned_combine(lfp, sfreq: float, *, max_lag_s: float = 0.005, fit_s:
     >>> bool(np.allclose(combined[5:-5], source[15 + lags[0] : 4005 + lags[0]]))
     True
     """
-    lfp = _as_2d(lfp)
-    sfreq = float(sfreq)
-    if not sfreq > 0:
-        raise ValueError(f"sfreq must be a positive sampling rate in Hz; got {sfreq!r}")
-    if not (max_lag_s >= 0 and fit_s > 0):
-        raise ValueError(f"max_lag_s must be >= 0 and fit_s > 0 seconds; got {max_lag_s!r}, {fit_s!r}")
+    lfp = check_array(lfp, "lfp", ndim=2, layout="(n_channels, n_times)", non_empty=True)
+    sfreq = check_sfreq(sfreq)
+    max_lag_s = check_seconds(max_lag_s, "max_lag_s", allow_zero=True)
+    fit_s = check_seconds(fit_s, "fit_s")
     n_channels, n_times = lfp.shape
     max_lag = int(round(max_lag_s * sfreq))
     n_fit = min(n_times, int(round(fit_s * sfreq)))

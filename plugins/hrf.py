@@ -1,14 +1,19 @@
 """Haemodynamic response functions and HRF-convolved regressors.
 
-SPM's canonical double-gamma (``spm_hrf``) with the rodent parameters of the reference study.
+Step ``hrf``: each method is ``f(dt, **params) -> kernel`` sampled every ``dt`` seconds. SPM's canonical
+double-gamma (``spm_hrf``) with the rodent parameters of the reference study is the default.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from scipy.stats import gamma
 
-__all__ = ["RODENT_P", "SPM_DEFAULT_P", "spm_hrf", "hrf_regressor"]
+from ._validation import check_seconds, check_t_r
+
+__all__ = ["RODENT_P", "SPM_DEFAULT_P", "spm_hrf", "accepts_delays", "hrf_regressor"]
 
 #: The study's rodent-specific parameters (Tong et al. 2019): peak near 3 s.
 RODENT_P = (4.0, 4.0, 1.0, 1.0, 6.0, 0.0, 32.0)
@@ -16,15 +21,16 @@ RODENT_P = (4.0, 4.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 SPM_DEFAULT_P = (6.0, 16.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 
 
-def spm_hrf(t_r: float, *, p=RODENT_P, fmri_t: int = 16) -> np.ndarray:
-    """SPM's double-gamma haemodynamic response, sampled every ``t_r`` seconds.
+def spm_hrf(dt: float, *, p=RODENT_P, fmri_t: int = 16, response_delay: float | None = None,
+            undershoot_delay: float | None = None) -> np.ndarray:
+    """SPM's double-gamma haemodynamic response, sampled every ``dt`` seconds.
 
     A port of SPM12 ``spm_hrf.m``: the difference of two gamma densities built on a grid of
-    ``t_r / fmri_t`` seconds, picked at multiples of ``t_r`` and scaled to sum to one.
+    ``dt / fmri_t`` seconds, picked at multiples of ``dt`` and scaled to sum to one.
 
     Parameters
     ----------
-    t_r : float
+    dt : float
         Sampling interval of the returned kernel, in seconds (the fMRI TR, or the band-power
         step when convolving band power before bringing it to the TR).
     p : sequence of up to 7 floats, default :data:`RODENT_P`
@@ -32,11 +38,15 @@ def spm_hrf(t_r: float, *, p=RODENT_P, fmri_t: int = 16) -> np.ndarray:
         response/undershoot ratio, onset, kernel length]`` in seconds, as in SPM. A shorter
         sequence overrides the leading SPM defaults only, as ``spm_hrf`` does.
     fmri_t : int, default 16
-        Microtime resolution (bins per ``t_r``).
+        Microtime resolution (bins per ``dt``).
+    response_delay, undershoot_delay : float, optional
+        Seconds; when given they replace ``p[0]`` and ``p[1]``. These are the two parameters
+        the HRF sensitivity analysis sweeps (:func:`lfpbold.plugins.temporal.hrf_sweep`), and
+        every HRF method that can be swept takes them under these names.
 
     Returns
     -------
-    hrf : ndarray of shape (floor(p[6] / t_r) + 1,)
+    hrf : ndarray of shape (floor(p[6] / dt) + 1,)
         The kernel, summing to one.
 
     References
@@ -49,23 +59,62 @@ def spm_hrf(t_r: float, *, p=RODENT_P, fmri_t: int = 16) -> np.ndarray:
     >>> h = spm_hrf(0.1)
     >>> round(float(np.argmax(h) * 0.1), 1)
     3.0
+    >>> later = spm_hrf(0.1, response_delay=6.0, undershoot_delay=12.0)
+    >>> bool(np.array_equal(later, spm_hrf(0.1, p=(6, 12, 1, 1, 6, 0, 32))))
+    True
     """
-    if not t_r > 0:
-        raise ValueError(f"t_r must be positive seconds; got {t_r!r}")
+    dt = check_t_r(dt, "dt")
     full = np.array(SPM_DEFAULT_P, dtype=float)
     p = np.asarray(p, dtype=float).ravel()
     if p.size > 7:
         raise ValueError(f"p takes at most 7 values (SPM's spm_hrf); got {p.size}")
     full[: p.size] = p
+    if response_delay is not None:
+        full[0] = check_seconds(response_delay, "response_delay")
+    if undershoot_delay is not None:
+        full[1] = check_seconds(undershoot_delay, "undershoot_delay")
     delay, u_delay, disp, u_disp, ratio, onset, length = full
     if min(delay, u_delay, disp, u_disp, ratio, length) <= 0:
         raise ValueError(f"HRF delays, dispersions, ratio and length must be positive; got p={full.tolist()}")
-    dt = t_r / fmri_t
-    u = np.arange(int(np.ceil(length / dt - 1e-9)) + 1) - onset / dt
-    hrf = gamma.pdf(u, delay / disp, scale=disp / dt) - gamma.pdf(u, u_delay / u_disp, scale=u_disp / dt) / ratio
+    step = dt / fmri_t
+    u = np.arange(int(np.ceil(length / step - 1e-9)) + 1) - onset / step
+    hrf = gamma.pdf(u, delay / disp, scale=disp / step) - gamma.pdf(u, u_delay / u_disp, scale=u_disp / step) / ratio
     # the epsilon keeps a step like 0.1000000000000014 (a median of np.diff) from losing a sample
-    hrf = hrf[np.arange(int(np.floor(length / t_r + 1e-9)) + 1) * fmri_t]
+    hrf = hrf[np.arange(int(np.floor(length / dt + 1e-9)) + 1) * fmri_t]
     return hrf / hrf.sum()
+
+
+def accepts_delays(hrf) -> bool:
+    """Whether an HRF method can be swept: it names ``response_delay`` and ``undershoot_delay`` as parameters.
+
+    The HRF sensitivity analysis (:func:`lfpbold.plugins.temporal.hrf_sweep`) calls
+    ``hrf(dt, response_delay=d, undershoot_delay=u, **params)``; a method that does not declare
+    both names (a ``**kwargs`` catch-all does not count) cannot be swept.
+
+    Parameters
+    ----------
+    hrf : callable
+        A method of step ``hrf``.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> accepts_delays(spm_hrf)
+    True
+    >>> accepts_delays(lambda dt, **params: np.ones(3))
+    False
+    """
+    try:
+        names = inspect.signature(hrf).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
+    return all(
+        name in names and names[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        for name in ("response_delay", "undershoot_delay")
+    )
 
 
 def hrf_regressor(power, times, volume_onsets, t_r: float, *, kernel: np.ndarray | None = None, p=RODENT_P):
@@ -107,6 +156,7 @@ def hrf_regressor(power, times, volume_onsets, t_r: float, *, kernel: np.ndarray
     power = np.asarray(power, dtype=float)
     times = np.asarray(times, dtype=float)
     onsets = np.asarray(volume_onsets, dtype=float)
+    t_r = check_t_r(t_r)
     if power.shape[-1] != times.size:
         raise ValueError(f"power has {power.shape[-1]} samples but times has {times.size}")
     if times.size < 2:

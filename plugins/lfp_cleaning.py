@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectral import _as_1d, _check_sfreq, notch_filter
+from ._validation import check_channel, check_seconds, check_sfreq
+from .spectral import notch_filter
 
 __all__ = ["no_cleaning", "template_regression"]
 
@@ -174,8 +175,8 @@ def template_regression(
     >>> bool(np.std(cleaned - lfp) < 0.01 * np.std(raw - lfp))
     True
     """
-    lfp = _as_1d(lfp)
-    sfreq = _check_sfreq(sfreq)
+    lfp = check_channel(lfp)
+    sfreq = check_sfreq(sfreq)
     n = lfp.size
     onsets = np.asarray(slice_onsets, dtype=float)
     if onsets.ndim != 1 or onsets.size < 2:
@@ -186,8 +187,7 @@ def template_regression(
         raise ValueError(
             f"slice_onsets span {onsets[0]:.3f}-{onsets[-1]:.3f} s but the recording covers 0-{n / sfreq:.3f} s"
         )
-    if not max_shift_s >= 0:
-        raise ValueError(f"max_shift_s must be >= 0 seconds; got {max_shift_s!r}")
+    max_shift_s = check_seconds(max_shift_s, "max_shift_s", allow_zero=True)
     interval = float(np.median(np.diff(onsets)))
     length = int(round(interval * sfreq))
     if length < 4:

@@ -7,25 +7,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ols_removal", "soft_removal", "censor_removal", "unique_components"]
+from ._validation import check_array, check_finite, check_voxel_data
 
-#: Column order of ``regressors`` when it holds the five canonical bands.
-BANDS = ("delta", "theta", "alpha", "beta", "gamma")
+__all__ = ["ols_removal", "soft_removal", "censor_removal", "unique_components"]
 
 
 def _check(data, regressors) -> tuple[np.ndarray, np.ndarray]:
-    data = np.asarray(data)
-    if data.ndim != 2 or data.dtype.kind not in "fiu":
-        raise ValueError(f"Expected data of shape (n_timepoints, n_voxels); got shape {data.shape}")
-    regressors = np.asarray(regressors, dtype=np.float64)
+    data = check_voxel_data(data)
+    regressors = check_array(regressors, "regressors", ndim=(1, 2), dtype=np.float64,
+                             expected="regressors of shape (n_timepoints,) or (n_timepoints, n_bands)")
     if regressors.ndim == 1:
         regressors = regressors[:, None]
-    if regressors.ndim != 2:
-        raise ValueError(f"Expected regressors of shape (n_timepoints,) or (n_timepoints, n_bands); got {regressors.shape}")
     if regressors.shape[0] != data.shape[0]:
         raise ValueError(f"regressors have {regressors.shape[0]} time points but data has {data.shape[0]}")
-    if not np.all(np.isfinite(regressors)):
-        raise ValueError("regressors must be finite (no NaN or inf)")
+    check_finite(regressors, "regressors")
     return data, regressors
 
 
@@ -48,8 +43,8 @@ def ols_removal(data, regressors, *, band_index: int = -1) -> tuple[np.ndarray, 
     data : ndarray of shape (n_timepoints, n_voxels)
         Preprocessed BOLD.
     regressors : ndarray of shape (n_timepoints,) or (n_timepoints, n_bands)
-        HRF-convolved band power at the volumes; bands in the order delta, theta, alpha, beta,
-        gamma when there are five.
+        HRF-convolved band power at the volumes; bands in the order of
+        :data:`lfpbold.constants.CLASSIC_BANDS` (delta, theta, alpha, beta, gamma) when there are five.
     band_index : int, default -1
         Column used (-1: gamma).
 

@@ -12,6 +12,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
+from ._validation import check_array, check_bands, check_channel, check_seconds, check_sfreq
+
 __all__ = ["spectrogram_band_power", "notch_filter"]
 
 # Raw recordings are filtered this many samples at a time (plus filter margins), so memory stays
@@ -21,25 +23,6 @@ _BLOCK = 2**22
 _LOWPASS_BLOCK = 2**20
 # Spectrogram windows per FFT batch.
 _WINDOW_BLOCK = 512
-
-
-def _as_1d(lfp, name="lfp") -> np.ndarray:
-    lfp = np.asarray(lfp)
-    if lfp.ndim != 1:
-        raise ValueError(
-            f"Expected {name} as a 1-D array (one channel, n_times); got shape {lfp.shape}. "
-            "Combine channels first (lfpbold.plugins.channels)."
-        )
-    if not np.issubdtype(lfp.dtype, np.number) or np.iscomplexobj(lfp):
-        raise ValueError(f"Expected {name} as real numbers; got dtype {lfp.dtype}")
-    return lfp
-
-
-def _check_sfreq(sfreq) -> float:
-    sfreq = float(sfreq)
-    if not np.isfinite(sfreq) or sfreq <= 0:
-        raise ValueError(f"sfreq must be a positive sampling rate in Hz; got {sfreq!r}")
-    return sfreq
 
 
 def _lowpass_decimate(x: np.ndarray, sfreq: float, h_freq: float, q: int) -> np.ndarray:
@@ -62,22 +45,6 @@ def _lowpass_decimate(x: np.ndarray, sfreq: float, h_freq: float, q: int) -> np.
         filtered = scipy.signal.oaconvolve(seg, h, mode="valid")
         out[start // q : -(-stop // q)] = filtered[::q]
     return out
-
-
-def _check_bands(bands, nyquist: float) -> np.ndarray:
-    try:
-        bands = np.asarray(bands, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"bands must be a sequence of (low_hz, high_hz) pairs; got {bands!r}") from None
-    if bands.ndim != 2 or bands.shape[1] != 2 or bands.shape[0] == 0:
-        raise ValueError(f"bands must be a sequence of (low_hz, high_hz) pairs; got shape {bands.shape}")
-    bad = ~((bands[:, 0] > 0) & (bands[:, 0] < bands[:, 1]) & (bands[:, 1] <= nyquist))
-    if bad.any():
-        raise ValueError(
-            f"Each band must satisfy 0 < low < high <= Nyquist ({nyquist:g} Hz); "
-            f"got {bands[bad].tolist()}"
-        )
-    return bands
 
 
 def spectrogram_band_power(
@@ -160,8 +127,8 @@ def spectrogram_band_power(
     >>> bool(np.median(power[1]) > 100 * np.median(power[0]))
     True
     """
-    lfp = _as_1d(lfp)
-    sfreq = _check_sfreq(sfreq)
+    lfp = check_channel(lfp)
+    sfreq = check_sfreq(sfreq)
     nyquist = sfreq / 2
     if h_freq is not None and not 0 < h_freq < nyquist:
         raise ValueError(
@@ -170,9 +137,9 @@ def spectrogram_band_power(
         )
     if l_freq is not None and not 0 < l_freq < (h_freq if h_freq is not None else nyquist):
         raise ValueError(f"l_freq must lie between 0 and h_freq/Nyquist; got l_freq={l_freq!r}, h_freq={h_freq!r}")
-    if not (window_s > 0 and step_s > 0):
-        raise ValueError(f"window_s and step_s must be positive seconds; got {window_s!r}, {step_s!r}")
-    bands = _check_bands(bands, nyquist)
+    window_s = check_seconds(window_s, "window_s")
+    step_s = check_seconds(step_s, "step_s")
+    bands = check_bands(bands, nyquist)
     if lfp.size < round(window_s * sfreq):
         raise ValueError(
             f"lfp has {lfp.size} samples ({lfp.size / sfreq:.3f} s) but one {window_s:g} s window "
@@ -268,10 +235,8 @@ def notch_filter(lfp, sfreq: float, *, freqs, out=None):
     >>> bool(np.allclose(y[5000:15000], np.sin(2 * np.pi * 10 * t[5000:15000]), atol=0.02))
     True
     """
-    lfp = np.asarray(lfp)
-    if lfp.ndim not in (1, 2):
-        raise ValueError(f"Expected lfp as (n_times,) or (n_channels, n_times); got shape {lfp.shape}")
-    sfreq = _check_sfreq(sfreq)
+    lfp = check_array(lfp, "lfp", ndim=(1, 2), expected="lfp as (n_times,) or (n_channels, n_times)")
+    sfreq = check_sfreq(sfreq)
     freqs = np.atleast_1d(np.asarray(freqs, dtype=float))
     if freqs.ndim != 1 or freqs.size == 0:
         raise ValueError(f"freqs must be one or more frequencies in Hz; got {freqs!r}")

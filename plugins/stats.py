@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as _stats
 
+from ._validation import check_array
+
 __all__ = ["one_sample_ttest", "paired_ttest", "fisher_z", "inverse_fisher_z"]
 
 #: |r| is clipped here before arctanh so that r = +-1 (a voxel correlated with itself, e.g. the
@@ -65,10 +67,7 @@ def inverse_fisher_z(z):
 
 
 def _as_1d(values, name: str) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1:
-        raise ValueError(f"Expected a 1-D array of per-scan values for {name}; got shape {values.shape}")
-    return values
+    return check_array(values, name, ndim=1, dtype=float, expected=f"a 1-D array of per-scan values for {name}")
 
 
 def one_sample_ttest(values, popmean: float = 0.0) -> dict:

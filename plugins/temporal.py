@@ -1,16 +1,21 @@
 """Temporal LFP-BOLD relationships: per-scan metrics, lagged correlation, shuffle control, HRF sweep.
 
 Step ``temporal_metric``: each method is ``f(x, y, **params) -> float`` with x the HRF-convolved band power.
+Step ``lagged_correlation``: ``f(x, y, *, t_r, max_lag_s, **params) -> (lags_s, r)``, positive lag = y lags x.
+``output_range`` on a method is the range its values keep (read by :mod:`lfpbold.plugins.contracts`).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy.signal import fftconvolve
 from scipy.stats import spearmanr
 from sklearn.feature_selection import mutual_info_regression
 
-from .hrf import RODENT_P, hrf_regressor, spm_hrf
+from ._validation import check_array, check_seconds, check_series_pair, check_t_r
+from .hrf import accepts_delays, hrf_regressor, spm_hrf
 from .maps import _standardise_columns, correlation_map, roi_mean
 from .stats import fisher_z, inverse_fisher_z
 
@@ -24,20 +29,6 @@ __all__ = [
     "shuffled_control",
     "hrf_sweep",
 ]
-
-
-def _check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"Expected two 1-D time series; got shapes {x.shape} and {y.shape}")
-    if x.size != y.size:
-        raise ValueError(f"x and y must have the same length; got {x.size} and {y.size}")
-    if x.size < 3:
-        raise ValueError(f"Need at least 3 time points; got {x.size}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite (no NaN or inf)")
-    return x, y
 
 
 def pearson(x, y) -> float:
@@ -57,13 +48,16 @@ def pearson(x, y) -> float:
     >>> round(pearson([1, 2, 3, 4], [2, 4, 6, 9]), 4)
     0.9944
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     x = x - x.mean()
     y = y - y.mean()
     denom = np.sqrt((x @ x) * (y @ y))
     if denom == 0:
         return float("nan")
     return float(np.clip((x @ y) / denom, -1.0, 1.0))
+
+
+pearson.output_range = (-1.0, 1.0)
 
 
 def spearman(x, y) -> float:
@@ -82,8 +76,11 @@ def spearman(x, y) -> float:
     >>> spearman([1, 2, 3, 4], [1, 4, 9, 100])
     1.0
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     return float(spearmanr(x, y).statistic)
+
+
+spearman.output_range = (-1.0, 1.0)
 
 
 def mutual_information(x, y, *, n_neighbors: int = 3, random_state: int = 0) -> float:
@@ -117,11 +114,14 @@ def mutual_information(x, y, *, n_neighbors: int = 3, random_state: int = 0) -> 
     >>> mutual_information(x, x + rng.standard_normal(2000)) > 0.2
     True
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     if n_neighbors < 1 or n_neighbors >= x.size:
         raise ValueError(f"n_neighbors must lie in [1, {x.size - 1}]; got {n_neighbors}")
     mi = mutual_info_regression(x[:, None], y, n_neighbors=n_neighbors, random_state=random_state)
     return float(mi[0])
+
+
+mutual_information.output_range = (0.0, np.inf)
 
 
 def fisher_z_mean(r) -> float:
@@ -182,11 +182,9 @@ def lagged_xcorr(x, y, *, t_r: float, max_lag_s: float = 20.0) -> tuple[np.ndarr
     >>> peak_lag(lags, r)
     2.0
     """
-    x, y = _check_pair(x, y)
-    if not t_r > 0:
-        raise ValueError(f"t_r must be positive seconds; got {t_r!r}")
-    if not max_lag_s >= 0:
-        raise ValueError(f"max_lag_s must be non-negative; got {max_lag_s!r}")
+    x, y = check_series_pair(x, y)
+    t_r = check_t_r(t_r)
+    max_lag_s = check_seconds(max_lag_s, "max_lag_s", allow_zero=True)
     n = x.size
     k_max = int(np.floor(max_lag_s / t_r + 1e-9))
     if k_max > n - 3:
@@ -194,6 +192,9 @@ def lagged_xcorr(x, y, *, t_r: float, max_lag_s: float = 20.0) -> tuple[np.ndarr
     lags = np.arange(-k_max, k_max + 1)
     r = np.array([pearson(x[: n - k], y[k:]) if k >= 0 else pearson(x[-k:], y[: n + k]) for k in lags])
     return lags * t_r, r
+
+
+lagged_xcorr.output_range = (-1.0, 1.0)  # of r
 
 
 def peak_lag(lags_s, r, *, absolute: bool = False) -> float:
@@ -273,11 +274,11 @@ def shuffled_control(
     >>> res["p"] < 0.01, abs(res["mean"]) < 0.1
     (True, True)
     """
-    x, y = _check_pair(x, y)
+    x, y = check_series_pair(x, y)
     if n_shuffles < 1:
         raise ValueError(f"n_shuffles must be at least 1; got {n_shuffles}")
-    if not t_r > 0:
-        raise ValueError(f"t_r must be positive seconds; got {t_r!r}")
+    t_r = check_t_r(t_r)
+    min_shift_s = check_seconds(min_shift_s, "min_shift_s", allow_zero=True)
     n = x.size
     min_shift = int(np.ceil(min_shift_s / t_r))
     if n - 2 * min_shift < 1:
@@ -303,16 +304,21 @@ def hrf_sweep(
     roi,
     response_delays=np.arange(2, 8.001, 0.25),
     undershoot_delays=np.arange(2, 12.001, 0.5),
-    p=RODENT_P,
+    hrf=spm_hrf,
+    hrf_params=None,
     seed_map=None,
+    p=None,
 ) -> dict:
     """Temporal (and spatial) LFP-BOLD correlation for a grid of HRF shapes.
 
-    For every pair (response delay, undershoot delay) the band power is convolved with
-    :func:`~lfpbold.plugins.hrf.spm_hrf` with ``p[0]``, ``p[1]`` replaced and brought to the
-    volumes exactly as :func:`~lfpbold.plugins.hrf.hrf_regressor` does; the temporal r is its
-    Pearson r with the ROI-mean BOLD, and, given ``seed_map``, the spatial r is the similarity
-    of its power map (:func:`~lfpbold.plugins.maps.correlation_map`) to the seed map.
+    For every pair (response delay ``d``, undershoot delay ``u``) the band power is convolved
+    with the kernel ``hrf(step, response_delay=d, undershoot_delay=u, **hrf_params)``, ``step``
+    being the power's sampling interval, and brought to the volumes exactly as
+    :func:`~lfpbold.plugins.hrf.hrf_regressor` does; the temporal r is its Pearson r with the
+    ROI-mean BOLD, and, given ``seed_map``, the spatial r is the similarity of its power map
+    (:func:`~lfpbold.plugins.maps.correlation_map`) to the seed map. With the defaults the
+    kernels are the study's: :func:`~lfpbold.plugins.hrf.spm_hrf` with the rodent ``p`` and
+    ``p[0]``, ``p[1]`` replaced.
 
     All HRFs sharing a response delay are convolved at once (FFT) and all power maps come from
     one matrix product. At paper size (25 x 21 = 525 HRFs, 1200 volumes, 6157 voxels, 30 min of
@@ -334,11 +340,19 @@ def hrf_sweep(
     roi : ndarray of shape (n_voxels,), bool
         Voxels around the electrode tip, for the local BOLD.
     response_delays, undershoot_delays : array-like
-        Grids for ``p[0]`` and ``p[1]`` in seconds (the study: 2-8 s by 0.25, 2-12 s by 0.5).
-    p : sequence, default :data:`~lfpbold.plugins.hrf.RODENT_P`
-        The remaining HRF parameters.
+        Grids of the HRF's response and undershoot delays in seconds (the study: 2-8 s by 0.25,
+        2-12 s by 0.5).
+    hrf : callable, default :func:`~lfpbold.plugins.hrf.spm_hrf`
+        A method of step ``hrf`` that takes ``response_delay`` and ``undershoot_delay``
+        (:func:`~lfpbold.plugins.hrf.accepts_delays`).
+    hrf_params : dict, optional
+        The method's other parameters, e.g. ``{"p": RODENT_P}`` for ``spm_hrf`` (whose
+        ``p[0]``, ``p[1]`` the swept delays replace).
     seed_map : ndarray of shape (n_voxels,), optional
         Seed map to compare power maps against.
+    p : sequence, optional
+        Deprecated: ``hrf_params={"p": p}``. Kept so that callers of the SPM-only sweep keep
+        working until they move to ``hrf_params``.
 
     Returns
     -------
@@ -361,14 +375,21 @@ def hrf_sweep(
     >>> res["temporal_r"].shape
     (25, 21)
     """
-    power = np.asarray(power, dtype=np.float64)
-    if power.ndim != 1:
-        raise ValueError(f"Expected one band's power of shape (n_times,); got shape {power.shape}")
+    if p is not None:
+        warnings.warn("hrf_sweep(p=...) is deprecated; pass hrf_params={'p': ...}", DeprecationWarning, stacklevel=2)
+        hrf_params = {"p": p, **(hrf_params or {})}
+    hrf_params = dict(hrf_params or {})
+    if not accepts_delays(hrf):
+        name = getattr(hrf, "__name__", repr(hrf))
+        raise ValueError(
+            f"Expected an HRF method that takes response_delay and undershoot_delay (the swept parameters); "
+            f"{name} does not, so it cannot be swept"
+        )
+    power = check_array(power, "power", ndim=1, dtype=np.float64, expected="one band's power of shape (n_times,)")
     times = np.asarray(times, dtype=np.float64)
     onsets = np.asarray(volume_onsets, dtype=np.float64)
-    bold = np.asarray(bold)
-    if bold.ndim != 2:
-        raise ValueError(f"Expected bold of shape (n_volumes, n_voxels); got shape {bold.shape}")
+    bold = check_array(bold, "bold", ndim=2, expected="bold of shape (n_volumes, n_voxels)")
+    t_r = check_t_r(t_r)
     if onsets.ndim != 1 or onsets.size != bold.shape[0]:
         raise ValueError(f"volume_onsets has {onsets.size} entries but bold has {bold.shape[0]} volumes")
     delays = np.atleast_1d(np.asarray(response_delays, dtype=float))
@@ -383,17 +404,17 @@ def hrf_sweep(
     if times.size < 2:
         raise ValueError("power needs at least two samples")
     step = float(np.median(np.diff(times)))
-    base = np.asarray(p, dtype=float).ravel()
 
     regressors = np.empty((delays.size, undershoots.size, onsets.size))
     identity = np.ones(1)  # hrf_regressor with a unit kernel only averages over each volume
     for i, delay in enumerate(delays):
-        kernels = []
-        for undershoot in undershoots:
-            p_k = base.copy()
-            p_k[:2] = delay, undershoot
-            kernels.append(spm_hrf(step, p=p_k))
-        kernels = np.array(kernels)
+        kernels = [hrf(step, response_delay=float(delay), undershoot_delay=float(undershoot), **hrf_params)
+                   for undershoot in undershoots]
+        if len({k.shape for k in kernels}) > 1:
+            # one FFT convolution per response delay needs one length; a shorter kernel is zero after its end
+            length = max(k.size for k in kernels)
+            kernels = [np.pad(k, (0, length - k.size)) for k in kernels]
+        kernels = np.array(kernels, dtype=np.float64)
         convolved = fftconvolve(power[None, :], kernels, axes=1)[:, : power.size]
         regressors[i] = hrf_regressor(convolved, times, onsets, t_r, kernel=identity)[1]
     flat = regressors.reshape(-1, onsets.size)

@@ -11,7 +11,7 @@ from nilearn.glm.first_level import spm_hrf as nilearn_spm_hrf
 from scipy.stats import gamma
 
 from lfpbold.plugins import get_plugin
-from lfpbold.plugins.hrf import RODENT_P, SPM_DEFAULT_P, hrf_regressor, spm_hrf
+from lfpbold.plugins.hrf import RODENT_P, SPM_DEFAULT_P, accepts_delays, hrf_regressor, spm_hrf
 
 
 def _spm_formula(t_r, p, fmri_t=16):
@@ -62,12 +62,34 @@ def test_short_p_overrides_leading_defaults_only():
     np.testing.assert_array_equal(spm_hrf(0.5, p=[4.0]), spm_hrf(0.5, p=(4.0,) + SPM_DEFAULT_P[1:]))
 
 
+@pytest.mark.parametrize("dt", [0.1, 1.0])
+@pytest.mark.parametrize(("d", "u"), [(4.0, 4.0), (2.25, 11.5), (8.0, 2.0)])
+def test_named_delays_replace_the_first_two_parameters(dt, d, u):
+    np.testing.assert_array_equal(spm_hrf(dt, response_delay=d, undershoot_delay=u),
+                                  spm_hrf(dt, p=(d, u, 1, 1, 6, 0, 32)))
+    # and only those two: the other parameters still come from p
+    np.testing.assert_array_equal(spm_hrf(dt, p=SPM_DEFAULT_P, response_delay=d),
+                                  spm_hrf(dt, p=(d,) + SPM_DEFAULT_P[1:]))
+
+
+def test_a_later_response_delay_peaks_later():
+    early = spm_hrf(0.1, response_delay=3.0, undershoot_delay=12.0)
+    late = spm_hrf(0.1, response_delay=6.0, undershoot_delay=12.0)
+    assert np.argmax(late) > np.argmax(early)
+
+
+def test_spm_hrf_can_be_swept_and_a_kernel_without_delays_cannot():
+    assert accepts_delays(spm_hrf)
+    assert not accepts_delays(lambda dt, **params: np.ones(3))
+    assert not accepts_delays(lambda dt, *, response_delay=4.0: np.ones(3))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"t_r": 0.0}, "t_r must be positive"),
-        ({"t_r": 1.0, "p": [1, 2, 3, 4, 5, 6, 7, 8]}, "at most 7"),
-        ({"t_r": 1.0, "p": [4, 4, -1]}, "must be positive"),
+        ({"dt": 0.0}, "dt must be a positive number of seconds"),
+        ({"dt": 1.0, "p": [1, 2, 3, 4, 5, 6, 7, 8]}, "at most 7"),
+        ({"dt": 1.0, "p": [4, 4, -1]}, "must be positive"),
     ],
 )
 def test_spm_hrf_rejects_bad_input(kwargs, match):

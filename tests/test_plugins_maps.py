@@ -197,6 +197,87 @@ def test_hrf_sweep_default_grid_finds_true_delay(rng):
     assert res["response_delays"][i] == pytest.approx(5.0, abs=0.5)
 
 
+def _todays_sweep(power, times, onsets, t_r, bold, roi, delays, undershoots, p, seed_map):
+    """hrf_sweep as it was when it built SPM kernels itself: the reference its defaults must equal bit for bit."""
+    from scipy.signal import fftconvolve
+
+    from lfpbold.plugins.maps import _standardise_columns
+
+    step = float(np.median(np.diff(times)))
+    regressors = np.empty((delays.size, undershoots.size, onsets.size))
+    for i, d in enumerate(delays):
+        kernels = []
+        for u in undershoots:
+            p_k = np.asarray(p, dtype=float).copy()
+            p_k[:2] = d, u
+            kernels.append(spm_hrf(step, p=p_k))
+        convolved = fftconvolve(power[None, :], np.array(kernels), axes=1)[:, : power.size]
+        regressors[i] = hrf_regressor(convolved, times, onsets, t_r, kernel=np.ones(1))[1]
+    flat = regressors.reshape(-1, onsets.size)
+    local = roi_mean(bold, roi)
+    temporal_r = correlation_map(flat, local[:, None])[:, 0].reshape(delays.size, undershoots.size)
+    maps = correlation_map(flat, bold)
+    ok = np.isfinite(seed_map)
+    spatial_r = _standardise_columns(maps[:, ok].T).T @ _standardise_columns(seed_map[ok, None])
+    return temporal_r, np.clip(spatial_r[:, 0], -1, 1).reshape(delays.size, undershoots.size)
+
+
+def test_hrf_sweep_defaults_are_todays_spm_sweep_bit_for_bit(rng):
+    power, times, onsets, bold, pattern = _sweep_case(rng)
+    roi = np.arange(6) >= 4
+    seed_map = pattern + 0.3 * rng.standard_normal(6)
+    delays, undershoots = np.arange(2, 8.001, 0.25), np.arange(2, 12.001, 0.5)
+    temporal_r, spatial_r = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, RODENT_P,
+                                          seed_map)
+    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, seed_map=seed_map)
+    np.testing.assert_array_equal(res["temporal_r"], temporal_r)
+    np.testing.assert_array_equal(res["spatial_r"], spatial_r)
+
+
+def test_hrf_sweep_takes_the_hrf_method_and_its_params(rng):
+    power, times, onsets, bold, pattern = _sweep_case(rng)
+    roi = np.arange(6) >= 4
+    delays, undershoots = np.array([3.0, 5.0]), np.array([6.0, 9.0])
+    human = {"p": (6.0, 16.0, 1.0, 1.0, 6.0, 0.0, 32.0)}
+    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, response_delays=delays, undershoot_delays=undershoots,
+                    hrf=spm_hrf, hrf_params=human)
+    reference = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, human["p"], pattern)[0]
+    np.testing.assert_array_equal(res["temporal_r"], reference)
+
+    def boxcar(dt, *, response_delay, undershoot_delay, width=2.0):
+        """A lab's HRF: a box from the response delay on, of ``width`` seconds; the undershoot is ignored."""
+        t = np.arange(0, response_delay + width + dt, dt)
+        kernel = ((t >= response_delay) & (t < response_delay + width)).astype(float)
+        return kernel / kernel.sum()
+
+    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, response_delays=delays, undershoot_delays=undershoots,
+                    hrf=boxcar, hrf_params={"width": 3.0})
+    local = bold[:, roi].mean(axis=1)
+    step = float(np.median(np.diff(times)))  # the sweep samples the kernel at the power's own step
+    for i, d in enumerate(delays):
+        reg = hrf_regressor(power, times, onsets, 1.0, kernel=boxcar(step, response_delay=d, undershoot_delay=0,
+                                                                      width=3.0))[1]
+        assert res["temporal_r"][i] == pytest.approx([pearsonr(reg, local).statistic] * 2, abs=1e-9)
+
+
+def test_hrf_sweep_rejects_an_hrf_without_delays(rng):
+    power, times, onsets, bold, _ = _sweep_case(rng)
+    with pytest.raises(ValueError, match="takes response_delay and undershoot_delay.*fixed_kernel does not"):
+        def fixed_kernel(dt, **params):
+            return np.ones(3) / 3
+        hrf_sweep(power, times, onsets, 1.0, bold, roi=np.ones(6, bool), hrf=fixed_kernel)
+
+
+def test_hrf_sweep_p_still_works_with_a_deprecation_warning(rng):
+    power, times, onsets, bold, _ = _sweep_case(rng)
+    p = (5.0, 10.0, 1.0, 1.0, 6.0, 0.0, 32.0)
+    kw = dict(roi=np.ones(6, bool), response_delays=[4.0], undershoot_delays=[8.0])
+    with pytest.warns(DeprecationWarning, match="hrf_params"):
+        old = hrf_sweep(power, times, onsets, 1.0, bold, p=p, **kw)
+    new = hrf_sweep(power, times, onsets, 1.0, bold, hrf_params={"p": p}, **kw)
+    np.testing.assert_array_equal(old["temporal_r"], new["temporal_r"])
+
+
 def test_hrf_sweep_errors(rng):
     power, times, onsets, bold, _ = _sweep_case(rng)
     with pytest.raises(ValueError, match="volume_onsets has 119 entries but bold has 120 volumes"):
