@@ -11,12 +11,12 @@ import inspect
 import numpy as np
 from scipy.stats import gamma
 
+from lfpbold.constants import RODENT_P
+
 from ._validation import check_seconds, check_t_r
 
 __all__ = ["RODENT_P", "SPM_DEFAULT_P", "spm_hrf", "accepts_delays", "hrf_regressor"]
 
-#: The study's rodent-specific parameters (Tong et al. 2019): peak near 3 s.
-RODENT_P = (4.0, 4.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 #: SPM12's own defaults (human): peak near 5 s, undershoot near 15 s.
 SPM_DEFAULT_P = (6.0, 16.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 

@@ -7,7 +7,6 @@ Step ``lagged_correlation``: ``f(x, y, *, t_r, max_lag_s, **params) -> (lags_s, 
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from scipy.signal import fftconvolve
@@ -307,7 +306,6 @@ def hrf_sweep(
     hrf=spm_hrf,
     hrf_params=None,
     seed_map=None,
-    p=None,
 ) -> dict:
     """Temporal (and spatial) LFP-BOLD correlation for a grid of HRF shapes.
 
@@ -350,9 +348,6 @@ def hrf_sweep(
         ``p[0]``, ``p[1]`` the swept delays replace).
     seed_map : ndarray of shape (n_voxels,), optional
         Seed map to compare power maps against.
-    p : sequence, optional
-        Deprecated: ``hrf_params={"p": p}``. Kept so that callers of the SPM-only sweep keep
-        working until they move to ``hrf_params``.
 
     Returns
     -------
@@ -375,9 +370,6 @@ def hrf_sweep(
     >>> res["temporal_r"].shape
     (25, 21)
     """
-    if p is not None:
-        warnings.warn("hrf_sweep(p=...) is deprecated; pass hrf_params={'p': ...}", DeprecationWarning, stacklevel=2)
-        hrf_params = {"p": p, **(hrf_params or {})}
     hrf_params = dict(hrf_params or {})
     if not accepts_delays(hrf):
         name = getattr(hrf, "__name__", repr(hrf))

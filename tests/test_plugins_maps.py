@@ -268,16 +268,6 @@ def test_hrf_sweep_rejects_an_hrf_without_delays(rng):
         hrf_sweep(power, times, onsets, 1.0, bold, roi=np.ones(6, bool), hrf=fixed_kernel)
 
 
-def test_hrf_sweep_p_still_works_with_a_deprecation_warning(rng):
-    power, times, onsets, bold, _ = _sweep_case(rng)
-    p = (5.0, 10.0, 1.0, 1.0, 6.0, 0.0, 32.0)
-    kw = dict(roi=np.ones(6, bool), response_delays=[4.0], undershoot_delays=[8.0])
-    with pytest.warns(DeprecationWarning, match="hrf_params"):
-        old = hrf_sweep(power, times, onsets, 1.0, bold, p=p, **kw)
-    new = hrf_sweep(power, times, onsets, 1.0, bold, hrf_params={"p": p}, **kw)
-    np.testing.assert_array_equal(old["temporal_r"], new["temporal_r"])
-
-
 def test_hrf_sweep_errors(rng):
     power, times, onsets, bold, _ = _sweep_case(rng)
     with pytest.raises(ValueError, match="volume_onsets has 119 entries but bold has 120 volumes"):
