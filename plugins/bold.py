@@ -21,7 +21,7 @@ from ._validation import (
     check_t_r,
 )
 
-__all__ = ["framewise_displacement", "screen_motion", "bandpass_only", "preprocess_bold"]
+__all__ = ["framewise_displacement", "screen_motion", "fd_screening", "bandpass_only", "preprocess_bold"]
 
 #: Time points smoothed at once. Smoothing acts on space only, so doing it a block of volumes at
 #: a time gives the same result while the smoothed copy never holds the whole 4-D array.
@@ -163,6 +163,51 @@ def screen_motion(
     )
     return {"keep": keep, "excluded": bool(excluded), "reason": reason,
             "n_scrubbed": n_scrubbed, "fraction_scrubbed": float(fraction)}
+
+
+
+def fd_screening(
+    motion,
+    *,
+    state: str,
+    radius_mm: float = 5.0,
+    threshold_mm: float = 0.1,
+    max_scrub_fraction: float = 0.25,
+    neighbours: tuple[int, int] = (1, 1),
+) -> dict:
+    """The study's motion screening: framewise displacement, then scrub (awake) or exclude (sedated).
+
+    Step ``motion_screening``: :func:`framewise_displacement` of the realignment parameters, then
+    :func:`screen_motion`'s rules.
+
+    Parameters
+    ----------
+    motion : array-like of shape (n_volumes, 6)
+        Translations in mm, then rotations in radians.
+    state : {"awake", "sedated"}
+    radius_mm, threshold_mm, max_scrub_fraction, neighbours
+        As in :func:`framewise_displacement` and :func:`screen_motion` (the study's values by default).
+
+    Returns
+    -------
+    result : dict
+        ``fd`` (n_volumes,) mm, and :func:`screen_motion`'s ``keep``, ``excluded``, ``reason``,
+        ``n_scrubbed`` and ``fraction_scrubbed``.
+
+    Examples
+    --------
+    >>> motion = np.zeros((6, 6))
+    >>> motion[3:, 0] = 0.2          # the head moves 0.2 mm between volumes 2 and 3
+    >>> out = fd_screening(motion, state="awake")
+    >>> out["fd"].round(2).tolist(), out["keep"].astype(int).tolist()
+    ([0.0, 0.0, 0.0, 0.2, 0.0, 0.0], [1, 1, 0, 0, 0, 1])
+    >>> fd_screening(motion, state="sedated")["excluded"]
+    True
+    """
+    fd = framewise_displacement(motion, radius_mm=radius_mm)
+    verdict = screen_motion(fd, state=state, threshold_mm=threshold_mm, max_scrub_fraction=max_scrub_fraction,
+                            neighbours=tuple(neighbours))
+    return {"fd": fd, **verdict}
 
 
 # --------------------------------------------------------------------------------------------

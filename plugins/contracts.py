@@ -39,6 +39,7 @@ __all__ = [
     "ChannelCombine",
     "BandPower",
     "Hrf",
+    "MotionScreening",
     "BoldPreprocessing",
     "CorrelationMap",
     "TemporalMetric",
@@ -52,6 +53,7 @@ STEPS: dict[str, str] = {
     "channel_combine": "combine a probe's channels into one LFP signal, with each channel's lag",
     "band_power": "power of LFP frequency bands over time, from one channel",
     "hrf": "haemodynamic response kernel sampled every dt seconds",
+    "motion_screening": "which BOLD volumes to keep, or whether to exclude the run, from head motion",
     "bold_preprocessing": "realigned 4-D BOLD to cleaned brain-voxel time series",
     "correlation_map": "each seed time series against every brain voxel (seed and power maps)",
     "temporal_metric": "one number relating HRF-convolved band power to a scan's local BOLD",
@@ -158,6 +160,35 @@ class Hrf(Protocol):
     """
 
     def __call__(self, dt: float, /, **params: Any) -> np.ndarray:
+        ...
+
+
+class MotionScreening(Protocol):
+    """Step ``motion_screening``: which BOLD volumes to keep, or whether to leave the run out.
+
+    Parameters
+    ----------
+    motion : ndarray of shape (T, 6)
+        Realignment parameters (:data:`lfpbold.constants.MOTION_COLUMNS`): mm, then radians.
+    state : str
+        The animal's state during the run (:data:`lfpbold.constants.STATES`).
+    **params
+        The method's own parameters (from its parameter set).
+
+    Returns
+    -------
+    result : dict
+        ``fd`` : ndarray of shape (T,), float, non-negative
+            The motion trace the decision rests on (e.g. framewise displacement, mm).
+        ``keep`` : ndarray of shape (T,), bool
+            Volumes kept (scrubbing removes the others).
+        ``excluded`` : bool
+            True leaves the whole run out of every analysis.
+        ``reason`` : str
+            Why the run is excluded, in plain words ("" when it is kept).
+    """
+
+    def __call__(self, motion: np.ndarray, /, *, state: str, **params: Any) -> dict:
         ...
 
 
@@ -289,6 +320,7 @@ CONTRACTS: dict[str, type] = {
     "channel_combine": ChannelCombine,
     "band_power": BandPower,
     "hrf": Hrf,
+    "motion_screening": MotionScreening,
     "bold_preprocessing": BoldPreprocessing,
     "correlation_map": CorrelationMap,
     "temporal_metric": TemporalMetric,
@@ -452,6 +484,35 @@ def _check_hrf(c: _Checker) -> None:
              f"got peaks at {t_early:g} s and {t_late:g} s")
 
 
+def _check_motion_screening(c: _Checker) -> None:
+    from lfpbold.constants import STATES
+
+    rng = np.random.default_rng(8)
+    n_t = 80
+    still = np.cumsum(0.002 * rng.standard_normal((n_t, 6)), axis=0)
+    moving = still.copy()
+    moving[40:, 0] += 1.0  # a 1 mm jump of the head at volume 40
+    for state in STATES:
+        for what, motion in (("still", still), ("moving", moving)):
+            out = c.call("f(motion, state=, **params)", (motion,), {"state": state}, {"motion": motion})
+            if not isinstance(out, dict) or not {"fd", "keep", "excluded", "reason"} <= set(out):
+                got = sorted(out) if isinstance(out, dict) else type(out).__name__
+                c.problems.append(f"expected a dict with fd, keep, excluded and reason; got {got}")
+                raise _Failed
+            label = f"{state}, {what} head"
+            fd = c.array(out["fd"], f"fd ({label})", (n_t,), "(T,)")
+            c.expect(bool(np.all(fd >= 0)), f"fd ({label}): expected non-negative values")
+            keep = c.array(out["keep"], f"keep ({label})", (n_t,), "(T,)", kind="b")
+            c.expect(isinstance(out["excluded"], (bool, np.bool_)),
+                     f"excluded ({label}): expected a bool; got {type(out['excluded']).__name__}")
+            c.expect(isinstance(out["reason"], str), f"reason ({label}): expected a str; got "
+                                                     f"{type(out['reason']).__name__}")
+            if out["excluded"]:
+                c.expect(bool(out["reason"]), f"reason ({label}): an excluded run needs a reason; got ''")
+            elif what == "still":
+                c.expect(bool(keep.any()), f"keep ({label}): a still head kept no volume")
+
+
 def _check_bold_preprocessing(c: _Checker) -> None:
     rng = np.random.default_rng(3)
     n_t = 60
@@ -542,6 +603,7 @@ _CHECKS: dict[str, Callable[[_Checker], None]] = {
     "channel_combine": _check_channel_combine,
     "band_power": _check_band_power,
     "hrf": _check_hrf,
+    "motion_screening": _check_motion_screening,
     "bold_preprocessing": _check_bold_preprocessing,
     "correlation_map": _check_correlation_map,
     "temporal_metric": _check_temporal_metric,

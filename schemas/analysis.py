@@ -166,7 +166,7 @@ class PreprocessedBold(dj.Computed):
     ---
     excluded : bool                    # left out of every downstream analysis
     exclusion_reason : varchar(255)
-    fd : <blob>                        # framewise displacement per volume, mm
+    fd = null : <blob>                 # motion trace per volume (framewise displacement, mm); null unscreened
     keep : <blob>                      # bool per volume: kept after scrubbing
     n_kept : int32
     data = null : <blob@lfpbold>       # float32 (n_kept, n_brain_voxels); null when excluded
@@ -182,21 +182,16 @@ class PreprocessedBold(dj.Computed):
 
     def make_compute(self, key, bold_sha256, p):
         from lfpbold.ingest import read_bold
-        from lfpbold.plugins.bold import framewise_displacement, screen_motion
 
         run = (acquisition.FMRIRun & key).fetch1()
         state = (acquisition.Session & key).fetch1("state")
         atlas = (acquisition.Atlas & (acquisition.Scan & key)).fetch1()
-        screening = p.get("screening")
-        radius = (screening or {}).get("radius_mm", 5.0)
-        fd = framewise_displacement(run["motion"], radius_mm=radius)
-        keep = np.ones(run["n_volumes"], dtype=bool)
-        excluded, reason = False, ""
-        if screening:
-            kw = {k: v for k, v in screening.items() if k != "radius_mm"}
-            kw["neighbours"] = tuple(kw.get("neighbours", (1, 1)))
-            verdict = screen_motion(fd, state=state, **kw)
-            keep, excluded, reason = verdict["keep"], bool(verdict["excluded"]), verdict["reason"]
+        fd, keep, excluded, reason = None, np.ones(run["n_volumes"], dtype=bool), False, ""
+        if p.get("screening"):
+            name, kw = method_and_kwargs(p["screening"], "screening")
+            verdict = get_plugin("motion_screening", name)(run["motion"], state=state, **kw)
+            fd, keep = np.asarray(verdict["fd"], dtype=np.float64), np.asarray(verdict["keep"], dtype=bool)
+            excluded, reason = bool(verdict["excluded"]), str(verdict["reason"])
         if excluded:
             return fd, keep, True, reason, None
         bold, affine = read_bold(run["bold_path"])
@@ -431,7 +426,13 @@ class HRFSensitivity(dj.Computed):
 
     @property
     def key_source(self):
-        return selected(BandPower.proj() * SeedMap.proj())
+        from lfpbold.plugins.hrf import accepts_delays
+
+        # Only band-power sets whose HRF method can be swept (it takes response and undershoot delays).
+        sets = params.BandPowerParams.to_dicts()
+        sweepable = [{"band_paramset": s["band_paramset"]} for s in sets
+                     if accepts_delays(get_plugin("hrf", method_and_kwargs(s["params"]["hrf"], "hrf")[0]))]
+        return selected(BandPower.proj() * SeedMap.proj()) & sweepable
 
     def make(self, key):
         from lfpbold.plugins.cohort import spaced

@@ -170,12 +170,19 @@ class BoldParams(_ParamSet, dj.Lookup):
     # how a BOLD run is screened and preprocessed
     bold_paramset : int32
     ---
-    params : json                      # {bold_preprocessing: {method, ...}, screening: {...} or null}
+    params : json                      # {screening: {method, ...} or null, bold_preprocessing: {method, ...}}
     params_hash : char(32)
     paramset_description : varchar(255)
     unique index (params_hash)
     """
     steps = ("bold_preprocessing",)
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        super().check_params(params)
+        screening = params.get("screening")
+        if screening is not None:
+            get_plugin("motion_screening", method_and_kwargs(screening, "BoldParams screening")[0])
 
     @staticmethod
     def bandpass_params() -> dict:
@@ -189,8 +196,8 @@ class BoldParams(_ParamSet, dj.Lookup):
         return {
             "bold_preprocessing": {"method": "study", "fwhm": 0.75, "high_pass": 0.01, "low_pass": 0.1,
                                    "global_signal": True},
-            "screening": {"threshold_mm": 0.1, "max_scrub_fraction": 0.25, "neighbours": [1, 1],
-                          "radius_mm": 5.0},
+            "screening": {"method": "framewise_displacement", "threshold_mm": 0.1, "max_scrub_fraction": 0.25,
+                          "neighbours": [1, 1], "radius_mm": 5.0},
         }
 
     contents = [_paramset(0, default_params.__func__(), "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/"

@@ -23,6 +23,7 @@ BUILTINS = {
     "channel_combine": ["mean", "phase_aligned"],
     "band_power": ["spectrogram"],
     "hrf": ["spm"],
+    "motion_screening": ["framewise_displacement"],
     "bold_preprocessing": ["bandpass", "study"],
     "correlation_map": ["mutual_information", "pearson", "spearman"],
     "temporal_metric": ["mutual_information", "pearson", "spearman"],
@@ -66,6 +67,7 @@ def test_every_step_has_a_contract_a_description_and_its_builtin_methods():
         ("correlation_map", "spearman", "lfpbold.plugins.maps.rank_correlation_map"),
         ("correlation_map", "mutual_information", "lfpbold.plugins.maps.mutual_information_map"),
         ("lagged_correlation", "cross_correlation", "lfpbold.plugins.temporal.lagged_xcorr"),
+        ("motion_screening", "framewise_displacement", "lfpbold.plugins.bold.fd_screening"),
     ],
 )
 def test_new_entry_points_resolve_to_the_existing_functions(step, method, qualname):
@@ -167,6 +169,15 @@ def _bold_ignores_sample_mask(bold, *, t_r, brain_mask, sample_mask, **ignored):
     return bold[brain_mask].T.astype(np.float32)
 
 
+def _screening_without_reason(motion, *, state):
+    n = motion.shape[0]
+    return {"fd": np.zeros(n), "keep": np.ones(n, bool), "excluded": True, "reason": ""}
+
+
+def _screening_as_tuple(motion, *, state):
+    return np.zeros(motion.shape[0]), np.ones(motion.shape[0], bool)
+
+
 @pytest.mark.parametrize(
     ("step", "func", "expected"),
     [
@@ -182,6 +193,8 @@ def _bold_ignores_sample_mask(bold, *, t_r, brain_mask, sample_mask, **ignored):
         ("correlation_map", _map_not_a_correlation, "maps: expected values in [-1, 1] (the method's output_range)"),
         ("temporal_metric", _metric_in_place, "modified its input x in place"),
         ("lfp_cleaning", _cleaning_without_triggers, "raised TypeError on valid input"),
+        ("motion_screening", _screening_without_reason, "an excluded run needs a reason; got ''"),
+        ("motion_screening", _screening_as_tuple, "expected a dict with fd, keep, excluded and reason; got tuple"),
         ("bold_preprocessing", _bold_ignores_sample_mask,
          "cleaned (sample_mask keeping 57 of 60 volumes): expected shape (n_kept, n_brain_voxels) = (57, 32)"),
     ],
