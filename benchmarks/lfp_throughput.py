@@ -136,8 +136,10 @@ def main(argv=None):
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lfpbold-bench-"))
     study = workdir / "study"
     existed = (study / "ground_truth.json").exists()
-    print(f"lfpbold throughput benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
-          f"python {sys.version.split()[0]}, numpy {np.__version__}")
+    print(
+        f"lfpbold throughput benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"python {sys.version.split()[0]}, numpy {np.__version__}"
+    )
     if not existed:
         t0 = time.perf_counter()
         simulate_study(study, size="paper", subjects=1, scans=1, regions=("M1",))
@@ -171,8 +173,13 @@ def main(argv=None):
             with PeakRSS() as peak:
                 t0 = time.perf_counter()
                 rate, combined, lags, kept = clean_implant(
-                    nwb, series_path=SERIES, channels=range(n_channels), sfreq=sfreq, slice_onsets=slices,
-                    params=params, n_jobs=n_jobs,
+                    nwb,
+                    series_path=SERIES,
+                    channels=range(n_channels),
+                    sfreq=sfreq,
+                    slice_onsets=slices,
+                    params=params,
+                    n_jobs=n_jobs,
                 )
                 elapsed = time.perf_counter() - t0
             self_mb, child_mb = maxrss_mb()
@@ -180,7 +187,10 @@ def main(argv=None):
             line("    time", f"{elapsed:.1f} s ({elapsed / n_channels:.2f} s per channel)")
             line("    throughput (raw implant MB / time)", f"{implant_mb / elapsed:.0f} MB/s")
             line("    processing / read time (cold, warm)", f"{elapsed / cold:.1f}x, {elapsed / warm:.1f}x")
-            line("    peak RSS, process tree (sampled)", f"{peak.peak:.0f} MB (at start {getattr(peak, 'start', 0):.0f} MB)")
+            line(
+                "    peak RSS, process tree (sampled)",
+                f"{peak.peak:.0f} MB (at start {getattr(peak, 'start', 0):.0f} MB)",
+            )
             line("    peak PSS, process tree (sampled)", f"{peak.peak_pss:.0f} MB")
             line("    max RSS self / largest child (getrusage)", f"{self_mb:.0f} MB / {child_mb:.0f} MB")
             del combined, kept
@@ -212,16 +222,28 @@ def bold_part(study: Path):
     t_read = time.perf_counter() - t0
     raw_mb = bold.nbytes / 1e6
     line("file size", f"{size_mb:.0f} MB gzip, {raw_mb:.0f} MB float32 {tuple(bold.shape)}")
-    line("file read, cold (fadvise) / warm", f"{cold:.2f} s / {warm:.2f} s  ({size_mb / cold:.0f} / {size_mb / warm:.0f} MB/s)")
+    line(
+        "file read, cold (fadvise) / warm",
+        f"{cold:.2f} s / {warm:.2f} s  ({size_mb / cold:.0f} / {size_mb / warm:.0f} MB/s)",
+    )
     line("read_bold (gunzip + decode)", f"{t_read:.1f} s  {raw_mb / t_read:.0f} MB/s of voxels")
     atlas = study / "atlas"
-    mask = {k: np.asarray(nib.load(atlas / f"atlas_desc-{k}_mask.nii.gz").dataobj).astype(bool)
-            for k in ("brain", "wm", "ventricles")}
+    mask = {
+        k: np.asarray(nib.load(atlas / f"atlas_desc-{k}_mask.nii.gz").dataobj).astype(bool)
+        for k in ("brain", "wm", "ventricles")
+    }
     motion = np.loadtxt(next(study.rglob("*_motion.tsv")), skiprows=1)
     with PeakRSS() as peak:
         t0 = time.perf_counter()
-        data = preprocess_bold(bold, t_r=1.0, brain_mask=mask["brain"], affine=affine, motion=motion,
-                               wm_mask=mask["wm"], ventricle_mask=mask["ventricles"])  # the study's defaults
+        data = preprocess_bold(
+            bold,
+            t_r=1.0,
+            brain_mask=mask["brain"],
+            affine=affine,
+            motion=motion,
+            wm_mask=mask["wm"],
+            ventricle_mask=mask["ventricles"],
+        )  # the study's defaults
         elapsed = time.perf_counter() - t0
     line("preprocess_bold (study defaults)", f"{elapsed:.1f} s -> {data.shape} {data.dtype}")
     line("throughput (voxel MB / time)", f"{raw_mb / elapsed:.0f} MB/s")

@@ -44,9 +44,19 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if not (study / "ground_truth.json").exists():
         shutil.rmtree(study, ignore_errors=True)
-        simulate_study(study, subjects=args.subjects, sessions=1, scans=args.scans, regions=("ACC", "M1"),
-                       states=("sedated",), true_temporal_r=0.59, cnr=1.3, seed=args.seed, size="paper",
-                       progress=print)
+        simulate_study(
+            study,
+            subjects=args.subjects,
+            sessions=1,
+            scans=args.scans,
+            regions=("ACC", "M1"),
+            states=("sedated",),
+            true_temporal_r=0.59,
+            cnr=1.3,
+            seed=args.seed,
+            size="paper",
+            progress=print,
+        )
     times["simulate"] = time.perf_counter() - t0
     truth = json.loads((study / "ground_truth.json").read_text())
     db = lfpbold.connect(prefix="paper_", home=work / "home")
@@ -57,8 +67,9 @@ def main(argv=None) -> int:
         print("ingest errors:", *report.errors, sep="\n  ")
         return 1
     t0 = time.perf_counter()
-    outcome = lfpbold.populate(processes=args.processes, reserve_jobs=args.processes > 1, display_progress=True,
-                               echo=print)
+    outcome = lfpbold.populate(
+        processes=args.processes, reserve_jobs=args.processes > 1, display_progress=True, echo=print
+    )
     times["populate"] = time.perf_counter() - t0
     failed = {t: r["error_list"] for t, r in outcome.items() if r["error_list"]}
 
@@ -71,10 +82,18 @@ def main(argv=None) -> int:
         known = infer_true_r(row["temporal_r"], cnr=truth["cnr"], n_trials=n_scans, n_timepoints=1200)["true_r"]
         checks += [
             (f"{region} group-mean gamma spatial r", row["spatial_r"], ">= 0.90", row["spatial_r"] >= 0.9),
-            (f"{region} mean gamma temporal r (expected {expected:.3f})", row["temporal_r"], "within 0.07",
-             abs(row["temporal_r"] - expected) <= 0.07),
-            (f"{region} inferred true r, CNR estimated ({row['cnr']:.1f})", row["inferred_true_r"],
-             "within 0.07 of 0.59", abs(row["inferred_true_r"] - 0.59) <= 0.07),
+            (
+                f"{region} mean gamma temporal r (expected {expected:.3f})",
+                row["temporal_r"],
+                "within 0.07",
+                abs(row["temporal_r"] - expected) <= 0.07,
+            ),
+            (
+                f"{region} inferred true r, CNR estimated ({row['cnr']:.1f})",
+                row["inferred_true_r"],
+                "within 0.07 of 0.59",
+                abs(row["inferred_true_r"] - 0.59) <= 0.07,
+            ),
             (f"{region} inferred true r, CNR given (1.3)", known, "within 0.07 of 0.59", abs(known - 0.59) <= 0.07),
         ]
         for method in ("ols", "soft", "censor"):
@@ -85,9 +104,20 @@ def main(argv=None) -> int:
     for name, value, bound, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name:<58} {value:7.3f}  ({bound})")
     print("\n== the results table (gamma) ==")
-    cols = ["spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_p", "cnr", "inferred_true_r",
-            "temporal_variance_explained", "peak_lag_s", "removal_ols_r", "removal_soft_r", "removal_censor_r",
-            "n_scans"]
+    cols = [
+        "spatial_r",
+        "scanwise_spatial_r",
+        "temporal_r",
+        "temporal_p",
+        "cnr",
+        "inferred_true_r",
+        "temporal_variance_explained",
+        "peak_lag_s",
+        "removal_ols_r",
+        "removal_soft_r",
+        "removal_censor_r",
+        "n_scans",
+    ]
     print(gamma[cols].round(3).to_string())
     n_files = len(truth["scans"])
     raw_gb = _du(study)
@@ -95,7 +125,9 @@ def main(argv=None) -> int:
     for step, seconds in times.items():
         print(f"  {step:<10} {seconds:8.1f} s")
     print(f"  populate per scan: {times['populate'] / n_files:.1f} s  ({n_files} scans, {args.processes} processes)")
-    print(f"  study on disk: {raw_gb:.1f} GB; populate throughput {raw_gb * 1e3 / times['populate']:.0f} MB/s of raw data")
+    print(
+        f"  study on disk: {raw_gb:.1f} GB; populate throughput {raw_gb * 1e3 / times['populate']:.0f} MB/s of raw data"
+    )
     print(f"  database + array store: {_du(work / 'home'):.2f} GB")
     if failed:
         print("\npopulate errors:", json.dumps({t: [str(e) for e in v] for t, v in failed.items()}, indent=2))

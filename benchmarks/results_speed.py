@@ -58,8 +58,16 @@ def main(argv=None) -> int:
 
     study = work / "study"
     if not (study / "ground_truth.json").exists():
-        simulate_study(study, subjects=3, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated", "awake"),
-                       seed=0, size="small")
+        simulate_study(
+            study,
+            subjects=3,
+            sessions=1,
+            scans=2,
+            regions=("ACC", "M1"),
+            states=("sedated", "awake"),
+            seed=0,
+            size="small",
+        )
     db = lfpbold.connect(prefix=prefix, home=home)
     lfpbold.ingest_study(study)
     t0 = time.perf_counter()

@@ -78,7 +78,7 @@ def _na(value) -> bool:
 
 def _label(value: str, prefix: str) -> str:
     value = str(value).strip()
-    return value[len(prefix):] if value.startswith(prefix) else value
+    return value[len(prefix) :] if value.startswith(prefix) else value
 
 
 def read_dataset_description(study_dir: Path) -> dict:
@@ -139,8 +139,7 @@ def read_sessions(subject_dir: Path, subject: str) -> tuple[dict[str, dict], Pat
         state = str(row["state"]).strip()
         rec = {"state": state}
         if state not in STATES:
-            rec["error"] = IngestError(
-                path, "state", f"ses-{label}: {state!r} is not one of {', '.join(STATES)}")
+            rec["error"] = IngestError(path, "state", f"ses-{label}: {state!r} is not one of {', '.join(STATES)}")
         else:
             try:
                 stamp = datetime.fromisoformat(str(row["acq_time"]).strip())
@@ -148,7 +147,8 @@ def read_sessions(subject_dir: Path, subject: str) -> tuple[dict[str, dict], Pat
                 rec["session_datetime"] = stamp.replace(tzinfo=None)
             except ValueError:
                 rec["error"] = IngestError(
-                    path, "acq_time", f"ses-{label}: {row['acq_time']!r} is not an ISO 8601 date-time")
+                    path, "acq_time", f"ses-{label}: {row['acq_time']!r} is not an ISO 8601 date-time"
+                )
         sessions[label] = rec
     return sessions, path
 
@@ -194,8 +194,7 @@ def read_sidecar(study_dir: Path, run_json: Path) -> tuple[dict, list[Path]]:
     if "RepetitionTime" not in sidecar:
         where = ", ".join(inherited) if inherited else "none found"
         own = "" if run_json.exists() else "the run has no sidecar of its own; "
-        raise IngestError(run_json, "RepetitionTime",
-                          f"missing ({own}also not in any inherited sidecar: {where})")
+        raise IngestError(run_json, "RepetitionTime", f"missing ({own}also not in any inherited sidecar: {where})")
     tr = sidecar["RepetitionTime"]
     origin = _origin(chain, "RepetitionTime")
     if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not tr > 0:
@@ -216,9 +215,12 @@ def read_motion(path: Path, n_volumes: int) -> np.ndarray:
     table = _read_tsv(path)
     cols = [c.strip() for c in table.columns]
     if sorted(cols) != sorted(MOTION_COLUMNS):
-        raise IngestError(path, "columns",
-                          f"expected the {len(MOTION_COLUMNS)} columns {' '.join(MOTION_COLUMNS)}, "
-                          f"found {len(cols)}: {' '.join(cols)}")
+        raise IngestError(
+            path,
+            "columns",
+            f"expected the {len(MOTION_COLUMNS)} columns {' '.join(MOTION_COLUMNS)}, "
+            f"found {len(cols)}: {' '.join(cols)}",
+        )
     table.columns = cols
     if len(table) != n_volumes:
         raise IngestError(path, "rows", f"{len(table)} rows but the BOLD run has {n_volumes} volumes")

@@ -88,8 +88,7 @@ def read_atlas(study_dir: Path) -> tuple[dict, list[dict]]:
         except (TypeError, ValueError):
             raise IngestError(meta_path, "VoxelSize", f"{voxel_size!r} is not three numbers") from None
         if len(voxel_size) != 3 or not np.allclose(voxel_size, zooms, rtol=1e-3):
-            raise IngestError(meta_path, "VoxelSize",
-                              f"{voxel_size} but the brain mask's voxels are {zooms} mm")
+            raise IngestError(meta_path, "VoxelSize", f"{voxel_size} but the brain mask's voxels are {zooms} mm")
     n_brain = int(masks["brain_mask"].sum())
     if n_brain == 0:
         raise IngestError(find_nifti(atlas_dir / "atlas_desc-brain_mask"), "voxels", "the brain mask is empty")
@@ -113,8 +112,15 @@ def read_atlas(study_dir: Path) -> tuple[dict, list[dict]]:
         roi, _ = _mask(path, shape, affine)
         if not roi.any():
             raise IngestError(path, "voxels", f"the {region} ROI is empty")
-        rois.append({"atlas": atlas["atlas"], "region": region, "roi_mask": roi,
-                     "n_voxels": int(roi.sum()), "roi_path": str(path)})
+        rois.append(
+            {
+                "atlas": atlas["atlas"],
+                "region": region,
+                "roi_mask": roi,
+                "n_voxels": int(roi.sum()),
+                "roi_path": str(path),
+            }
+        )
     return atlas, rois
 
 
@@ -131,22 +137,24 @@ def read_bold_header(path: Path, atlas: dict, t_r: float | None) -> dict:
     if shape[3] < 1:
         raise IngestError(path, "shape", "no volumes")
     if shape[:3] != list(atlas["shape"]):
-        raise IngestError(path, "shape",
-                          f"grid {shape[:3]} does not match the atlas grid {list(atlas['shape'])}")
+        raise IngestError(path, "shape", f"grid {shape[:3]} does not match the atlas grid {list(atlas['shape'])}")
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.allclose(affine, atlas["affine"], atol=AFFINE_ATOL):
         worst = float(np.abs(affine - atlas["affine"]).max())
-        raise IngestError(path, "affine",
-                          f"does not match the atlas affine (largest difference {worst:g} mm); "
-                          "register the run to the atlas first")
+        raise IngestError(
+            path,
+            "affine",
+            f"does not match the atlas affine (largest difference {worst:g} mm); register the run to the atlas first",
+        )
     zoom_t = float(img.header.get_zooms()[3])
     file_tr = None
     if zoom_t > 0:
         _, unit = img.header.get_xyzt_units()
         file_tr = zoom_t * _TIME_UNITS.get(unit, 1.0)
         if t_r is not None and not np.isclose(file_tr, t_r, rtol=1e-3, atol=1e-6):
-            raise IngestError(path, "RepetitionTime",
-                              f"the sidecar says {t_r:g} s but the NIfTI header (zooms[3]) says {file_tr:g} s")
+            raise IngestError(
+                path, "RepetitionTime", f"the sidecar says {t_r:g} s but the NIfTI header (zooms[3]) says {file_tr:g} s"
+            )
     return {"shape": shape, "affine": affine, "file_t_r": file_tr}
 
 

@@ -76,22 +76,23 @@ def find_series(nwbfile, nwb_path: Path, series_path: str | None = None):
     if series_path is not None:
         key = series_path.strip("/")
         if key not in every:
-            raise IngestError(nwb_path, key,
-                              f"no ElectricalSeries at this path (found: {', '.join(sorted(every)) or 'none'})")
+            raise IngestError(
+                nwb_path, key, f"no ElectricalSeries at this path (found: {', '.join(sorted(every)) or 'none'})"
+            )
         return every[key], key
     if DEFAULT_SERIES in every:
         return every[DEFAULT_SERIES], DEFAULT_SERIES
-    candidates = {p: s for p, s in every.items()
-                  if p.startswith("acquisition/") or p.startswith("processing/ecephys/")}
+    candidates = {p: s for p, s in every.items() if p.startswith("acquisition/") or p.startswith("processing/ecephys/")}
     if not candidates:
         others = f" (elsewhere: {', '.join(sorted(every))})" if every else ""
-        raise IngestError(nwb_path, DEFAULT_SERIES,
-                          f"no ElectricalSeries in acquisition or processing/ecephys{others}")
+        raise IngestError(nwb_path, DEFAULT_SERIES, f"no ElectricalSeries in acquisition or processing/ecephys{others}")
     if len(candidates) > 1:
-        raise IngestError(nwb_path, DEFAULT_SERIES,
-                          f"{len(candidates)} candidate ElectricalSeries, name one as series_path: "
-                          f"{', '.join(sorted(candidates))}")
-    (key, series), = candidates.items()
+        raise IngestError(
+            nwb_path,
+            DEFAULT_SERIES,
+            f"{len(candidates)} candidate ElectricalSeries, name one as series_path: {', '.join(sorted(candidates))}",
+        )
+    ((key, series),) = candidates.items()
     return series, key
 
 
@@ -147,10 +148,12 @@ def _probe_type(device) -> dict:
     if not name:
         name = next((w for w in description.split() if _MODEL_WORD.match(w)), None)
     name = name or device.name
-    manufacturer = (_text(getattr(model, "manufacturer", None)) if model is not None else None) \
-        or _text(getattr(device, "manufacturer", None)) or ""
-    return {"probe_type": name[:32], "manufacturer": manufacturer[:64],
-            "probe_description": description[:255]}
+    manufacturer = (
+        (_text(getattr(model, "manufacturer", None)) if model is not None else None)
+        or _text(getattr(device, "manufacturer", None))
+        or ""
+    )
+    return {"probe_type": name[:32], "manufacturer": manufacturer[:64], "probe_description": description[:255]}
 
 
 def _weight_g(weight) -> float | None:
@@ -190,13 +193,11 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
         series, key = find_series(nwbfile, path, series_path)
         data = series.data
         if len(data.shape) != 2:
-            raise IngestError(path, f"{key}/data",
-                              f"expected (n_times, n_channels), found shape {list(data.shape)}")
+            raise IngestError(path, f"{key}/data", f"expected (n_times, n_channels), found shape {list(data.shape)}")
         n_samples, n_channels = (int(s) for s in data.shape)
         rows = np.asarray(series.electrodes.data[:], dtype=np.int64)
         if len(rows) != n_channels:
-            raise IngestError(path, f"{key}/electrodes",
-                              f"{len(rows)} electrodes for {n_channels} data columns")
+            raise IngestError(path, f"{key}/electrodes", f"{len(rows)} electrodes for {n_channels} data columns")
         if series.rate is not None:
             rate = float(series.rate)
             t0 = float(series.starting_time or 0.0)
@@ -215,8 +216,10 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
             raise IngestError(path, "electrodes/location", "column missing: the region of each channel is unknown")
         by_name = {r.lower(): r for r in regions}
         groups = table["group"].data[:] if "group" in table.colnames else [None] * len(table)
-        cols = {c: _column(table, c) for c in
-                ("ap_mm", "ml_mm", "dv_mm", "x", "y", "z", "hemisphere", "rel_y", "probe_electrode")}
+        cols = {
+            c: _column(table, c)
+            for c in ("ap_mm", "ml_mm", "dv_mm", "x", "y", "z", "hemisphere", "rel_y", "probe_electrode")
+        }
 
         channels, implants, probes = [], {}, {}
         index_in_group = {}
@@ -226,16 +229,22 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
                 raise IngestError(path, "electrodes/location", f"empty for channel {channel} (electrode row {row})")
             region = by_name.get(loc.lower())
             if region is None:
-                raise IngestError(path, "electrodes/location",
-                                  f"{loc!r} (channel {channel}) matches no ROI in atlas/ "
-                                  f"(ROIs: {', '.join(regions) or 'none'})")
+                raise IngestError(
+                    path,
+                    "electrodes/location",
+                    f"{loc!r} (channel {channel}) matches no ROI in atlas/ (ROIs: {', '.join(regions) or 'none'})",
+                )
             group = groups[row]
             gname = group.name if group is not None else region
             if cols["probe_electrode"] is not None:
                 electrode = int(cols["probe_electrode"][row])
             else:  # position of the row among its group's rows, in table order
-                electrode = sum(1 for r in range(row) if (groups[r].name if groups[r] is not None else None)
-                                == (group.name if group is not None else None))
+                electrode = sum(
+                    1
+                    for r in range(row)
+                    if (groups[r].name if groups[r] is not None else None)
+                    == (group.name if group is not None else None)
+                )
             index_in_group.setdefault(gname, set()).add(electrode)
             channels.append({"channel": channel, "region": region, "electrode": electrode})
 
@@ -252,20 +261,32 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
             hemisphere = _text(cols["hemisphere"][row]) if cols["hemisphere"] is not None else None
             if hemisphere is None:
                 if coords[1] == 0:
-                    raise IngestError(path, "electrodes/hemisphere",
-                                      f"no hemisphere column and ML = 0 for channel {channel}")
+                    raise IngestError(
+                        path, "electrodes/hemisphere", f"no hemisphere column and ML = 0 for channel {channel}"
+                    )
                 hemisphere = "right" if coords[1] > 0 else "left"
             hemisphere = hemisphere.lower()
             if hemisphere not in ("left", "right"):
-                raise IngestError(path, "electrodes/hemisphere", f"{hemisphere!r} (channel {channel}) is not left or right")
-            implant = {"region": region, "probe_type": probe["probe_type"], "hemisphere": hemisphere,
-                       "ap_mm": coords[0], "ml_mm": coords[1], "dv_mm": coords[2]}
+                raise IngestError(
+                    path, "electrodes/hemisphere", f"{hemisphere!r} (channel {channel}) is not left or right"
+                )
+            implant = {
+                "region": region,
+                "probe_type": probe["probe_type"],
+                "hemisphere": hemisphere,
+                "ap_mm": coords[0],
+                "ml_mm": coords[1],
+                "dv_mm": coords[2],
+            }
             # the implant is where its probe is: its first channel says so
             implants.setdefault(region, implant)
             if implants[region]["probe_type"] != implant["probe_type"]:
-                raise IngestError(path, "electrodes/group",
-                                  f"region {region} has channels on two probe types: "
-                                  f"{implants[region]['probe_type']}, {implant['probe_type']}")
+                raise IngestError(
+                    path,
+                    "electrodes/group",
+                    f"region {region} has channels on two probe types: "
+                    f"{implants[region]['probe_type']}, {implant['probe_type']}",
+                )
 
         for entry in probes.values():
             entry["n_electrodes"] = max(len(index_in_group[g]) for g in entry.pop("groups"))
@@ -275,29 +296,39 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
         for name in TRIGGER_NAMES:
             times, where = _trigger_times(nwbfile, name)
             if times is None:
-                raise IngestError(path, name,
-                                  "missing: no EventsTable in events, nor TimeSeries/TimeIntervals in "
-                                  "acquisition or intervals, of this name")
+                raise IngestError(
+                    path,
+                    name,
+                    "missing: no EventsTable in events, nor TimeSeries/TimeIntervals in "
+                    "acquisition or intervals, of this name",
+                )
             times = times - t0  # session clock -> series clock
             if times.size == 0:
                 raise IngestError(path, name, "no triggers")
             if np.any(np.diff(times) <= 0):
                 raise IngestError(path, name, "triggers are not strictly increasing")
             if times[0] < 0 or times[-1] > end:
-                raise IngestError(path, name,
-                                  f"triggers from {times[0]:g} s to {times[-1]:g} s lie outside the recording "
-                                  f"(0 to {end:g} s on the series' clock)")
+                raise IngestError(
+                    path,
+                    name,
+                    f"triggers from {times[0]:g} s to {times[-1]:g} s lie outside the recording "
+                    f"(0 to {end:g} s on the series' clock)",
+                )
             triggers[name] = times
 
         subject = nwbfile.subject
-        subject = {} if subject is None else {
-            "subject_id": _text(subject.subject_id),
-            "species": _text(subject.species),
-            "strain": _text(getattr(subject, "strain", None)),
-            "sex": _text(subject.sex),
-            "age": _text(subject.age),
-            "weight_g": _weight_g(subject.weight),
-        }
+        subject = (
+            {}
+            if subject is None
+            else {
+                "subject_id": _text(subject.subject_id),
+                "species": _text(subject.species),
+                "strain": _text(getattr(subject, "strain", None)),
+                "sex": _text(subject.sex),
+                "age": _text(subject.age),
+                "weight_g": _weight_g(subject.weight),
+            }
+        )
         return {
             "lfp": {
                 "nwb_path": str(path.absolute()),
@@ -323,8 +354,9 @@ def _coords(path, cols, row, channel):
             values = [float(cols[n][row]) for n in names]
             if all(np.isfinite(values)):
                 return values
-    raise IngestError(path, "electrodes/ap_mm",
-                      f"no implant coordinates for channel {channel} (neither ap_mm/ml_mm/dv_mm nor x/y/z)")
+    raise IngestError(
+        path, "electrodes/ap_mm", f"no implant coordinates for channel {channel} (neither ap_mm/ml_mm/dv_mm nor x/y/z)"
+    )
 
 
 def read_lfp(nwb_path, *, series_path: str, channels, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -402,7 +434,7 @@ def read_lfp(nwb_path, *, series_path: str, channels, start: int = 0, stop: int 
                 part = ds[a:b, :][:, unique]
             else:
                 part = ds[a:b, unique.tolist()]
-            np.multiply(part.T[inverse], scale, out=out[:, a - start:b - start], casting="unsafe")
+            np.multiply(part.T[inverse], scale, out=out[:, a - start : b - start], casting="unsafe")
             if offset:
-                out[:, a - start:b - start] += np.float32(offset)
+                out[:, a - start : b - start] += np.float32(offset)
         return out

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bids import parse_entities, read_dataset_description, read_motion, read_participants, \
-    read_sessions, read_sidecar
+from .bids import parse_entities, read_dataset_description, read_motion, read_participants, read_sessions, read_sidecar
 from .checksum import sha256
 from .errors import IngestError
 from .nifti import read_atlas, read_bold_header
@@ -98,10 +97,15 @@ def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
     probes, implants, nwb_subjects = {}, {}, {}
 
     for sub_dir in sorted(p for p in study_dir.glob("sub-*") if p.is_dir()):
-        sub = sub_dir.name[len("sub-"):]
+        sub = sub_dir.name[len("sub-") :]
         if sub not in participants:
-            errors.append(IngestError(study_dir / "participants.tsv", "participant_id",
-                                      f"no row for sub-{sub}, whose folder {sub_dir.name}/ holds data"))
+            errors.append(
+                IngestError(
+                    study_dir / "participants.tsv",
+                    "participant_id",
+                    f"no row for sub-{sub}, whose folder {sub_dir.name}/ holds data",
+                )
+            )
             continue
         try:
             sessions, sessions_tsv = read_sessions(sub_dir, sub)
@@ -112,28 +116,35 @@ def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
             if (sub_dir / loose).is_dir():
                 errors.append(IngestError(sub_dir / loose, "ses", "runs must sit in a ses-<label> folder"))
         for ses_dir in sorted(p for p in sub_dir.glob("ses-*") if p.is_dir()):
-            ses = ses_dir.name[len("ses-"):]
+            ses = ses_dir.name[len("ses-") :]
             if ses not in sessions:
-                errors.append(IngestError(sessions_tsv, "session_id",
-                                          f"no row for ses-{ses}, whose folder holds data"))
+                errors.append(IngestError(sessions_tsv, "session_id", f"no row for ses-{ses}, whose folder holds data"))
                 continue
             if "error" in sessions[ses]:
                 errors.append(sessions[ses]["error"])
                 continue
-            records.sessions.append({"subject": sub, "session": ses, "state": sessions[ses]["state"],
-                                     "session_datetime": sessions[ses]["session_datetime"],
-                                     "session_dir": str(ses_dir)})
+            records.sessions.append(
+                {
+                    "subject": sub,
+                    "session": ses,
+                    "state": sessions[ses]["state"],
+                    "session_datetime": sessions[ses]["session_datetime"],
+                    "session_dir": str(ses_dir),
+                }
+            )
             taken = {}
             for prefix, files in _runs(ses_dir, sub, ses, errors):
                 scan_errors = []
-                result = _read_scan(study_dir, sub, ses, prefix, files, atlas, regions,
-                                    checksums, series_path, scan_errors)
+                result = _read_scan(
+                    study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, scan_errors
+                )
                 if result is not None:
                     scan, nwb = result
                     run = scan.key["run"]
                     if run in taken:
-                        scan_errors.append(IngestError(scan.fmri["bold_path"], "run",
-                                                       f"run {run} of ses-{ses} is also {taken[run]}"))
+                        scan_errors.append(
+                            IngestError(scan.fmri["bold_path"], "run", f"run {run} of ses-{ses} is also {taken[run]}")
+                        )
                     else:
                         _merge(sub, nwb, probes, implants, scan_errors)
                 if scan_errors:
@@ -151,10 +162,14 @@ def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
                 row[attr] = default if value is None else value
         row["sex"] = str(row["sex"])[:8]
         records.subjects.append(row)
-    records.probe_types = [{k: p[k] for k in ("probe_type", "manufacturer", "probe_description", "n_electrodes")}
-                           for p in probes.values()]
-    records.electrodes = [{"probe_type": name, "electrode": e, "depth_um": d}
-                          for name, p in probes.items() for e, d in sorted(p["electrodes"].items())]
+    records.probe_types = [
+        {k: p[k] for k in ("probe_type", "manufacturer", "probe_description", "n_electrodes")} for p in probes.values()
+    ]
+    records.electrodes = [
+        {"probe_type": name, "electrode": e, "depth_um": d}
+        for name, p in probes.items()
+        for e, d in sorted(p["electrodes"].items())
+    ]
     records.implants = list(implants.values())
     for err in errors:
         err.reroot(study_dir)
@@ -164,9 +179,13 @@ def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
 def _runs(ses_dir: Path, sub: str, ses: str, errors: list):
     """(prefix, {"bold"|"sidecar"|"motion"|"ecephys": path}) for every run with a BOLD or NWB file."""
     runs = {}
-    candidates = [*ses_dir.glob("func/*_bold.nii"), *ses_dir.glob("func/*_bold.nii.gz"),
-                  *ses_dir.glob("func/*_bold.json"), *ses_dir.glob("func/*_motion.tsv"),
-                  *ses_dir.glob("ecephys/*_ecephys.nwb")]
+    candidates = [
+        *ses_dir.glob("func/*_bold.nii"),
+        *ses_dir.glob("func/*_bold.nii.gz"),
+        *ses_dir.glob("func/*_bold.json"),
+        *ses_dir.glob("func/*_motion.tsv"),
+        *ses_dir.glob("ecephys/*_ecephys.nwb"),
+    ]
     for path in sorted(candidates):
         ents, suffix, ext = parse_entities(path.name)
         if ents.get("sub") != sub or ents.get("ses") != ses:
@@ -182,8 +201,10 @@ def _runs(ses_dir: Path, sub: str, ses: str, errors: list):
 
 def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors):
     """(ScanRecords, NWB extras) for one run, or None with ``errors`` filled."""
-    func, ecephys = study_dir / f"sub-{sub}" / f"ses-{ses}" / "func", \
-        study_dir / f"sub-{sub}" / f"ses-{ses}" / "ecephys"
+    func, ecephys = (
+        study_dir / f"sub-{sub}" / f"ses-{ses}" / "func",
+        study_dir / f"sub-{sub}" / f"ses-{ses}" / "ecephys",
+    )
     ents, _, _ = parse_entities(prefix + "_x")
     bold_path, nwb_path = files.get("bold"), files.get("ecephys")
     try:
@@ -196,8 +217,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     sidecar = header = motion = None
     motion_path = files.get("motion", func / f"{prefix}_motion.tsv")
     if bold_path is None:
-        errors.append(IngestError(func / f"{prefix}_bold.nii.gz", "file",
-                                  f"missing: {nwb_path.name} has no BOLD run"))
+        errors.append(IngestError(func / f"{prefix}_bold.nii.gz", "file", f"missing: {nwb_path.name} has no BOLD run"))
     else:
         t_r = None
         try:
@@ -221,8 +241,9 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
 
     nwb = None
     if nwb_path is None:
-        errors.append(IngestError(ecephys / f"{prefix}_ecephys.nwb", "file",
-                                  f"missing: {bold_path.name} has no NWB file"))
+        errors.append(
+            IngestError(ecephys / f"{prefix}_ecephys.nwb", "file", f"missing: {bold_path.name} has no NWB file")
+        )
     else:
         try:
             nwb = read_nwb(nwb_path, regions=regions, series_path=series_path)
@@ -231,38 +252,46 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     if nwb is not None:
         nwb_sub = nwb["subject"].get("subject_id")
         if nwb_sub is not None and nwb_sub not in (sub, f"sub-{sub}"):
-            errors.append(IngestError(nwb_path, "subject/subject_id",
-                                      f"{nwb_sub!r} but the file sits in sub-{sub}/"))
+            errors.append(IngestError(nwb_path, "subject/subject_id", f"{nwb_sub!r} but the file sits in sub-{sub}/"))
         if header is not None:
             n_volumes, n_slices = header["shape"][3], header["shape"][2]
             vol, sl = nwb["lfp"]["volume_triggers"], nwb["lfp"]["slice_triggers"]
             if len(vol) != n_volumes:
-                errors.append(IngestError(nwb_path, "scanner_volumes",
-                                          f"{len(vol)} triggers but the BOLD run has {n_volumes} volumes"))
+                errors.append(
+                    IngestError(
+                        nwb_path, "scanner_volumes", f"{len(vol)} triggers but the BOLD run has {n_volumes} volumes"
+                    )
+                )
             if len(sl) != n_volumes * n_slices:
-                errors.append(IngestError(
-                    nwb_path, "scanner_slices",
-                    f"{len(sl)} triggers but the BOLD run has {n_volumes} volumes x {n_slices} slices "
-                    f"= {n_volumes * n_slices}"))
+                errors.append(
+                    IngestError(
+                        nwb_path,
+                        "scanner_slices",
+                        f"{len(sl)} triggers but the BOLD run has {n_volumes} volumes x {n_slices} slices "
+                        f"= {n_volumes * n_slices}",
+                    )
+                )
     if errors:
         return None
 
-    fmri = {**key,
-            "bold_path": str(bold_path),
-            "bold_sha256": sha256(bold_path) if checksums else "",
-            "t_r": float(sidecar["RepetitionTime"]),
-            "n_volumes": header["shape"][3],
-            "shape": header["shape"],
-            "affine": header["affine"],
-            "slice_timing": (np.asarray(sidecar["SliceTiming"], dtype=np.float64)
-                             if sidecar.get("SliceTiming") is not None else None),
-            "motion": motion,
-            "motion_path": str(motion_path),
-            "sidecar": sidecar}
+    fmri = {
+        **key,
+        "bold_path": str(bold_path),
+        "bold_sha256": sha256(bold_path) if checksums else "",
+        "t_r": float(sidecar["RepetitionTime"]),
+        "n_volumes": header["shape"][3],
+        "shape": header["shape"],
+        "affine": header["affine"],
+        "slice_timing": (
+            np.asarray(sidecar["SliceTiming"], dtype=np.float64) if sidecar.get("SliceTiming") is not None else None
+        ),
+        "motion": motion,
+        "motion_path": str(motion_path),
+        "sidecar": sidecar,
+    }
     lfp = {**key, **nwb["lfp"], "nwb_sha256": sha256(nwb_path) if checksums else ""}
     channels = [{**key, "subject": sub, **c} for c in nwb["channels"]]
-    scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp,
-                       channels=channels)
+    scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp, channels=channels)
     return scan, nwb
 
 
@@ -278,14 +307,16 @@ def _check_slice_timing(sidecar, chain, header, t_r, errors):
         errors.append(IngestError(origin, "SliceTiming", "not a list of numbers"))
         return
     if values.size != n_slices:
-        errors.append(IngestError(origin, "SliceTiming",
-                                  f"{values.size} values but the BOLD run has {n_slices} slices"))
+        errors.append(
+            IngestError(origin, "SliceTiming", f"{values.size} values but the BOLD run has {n_slices} slices")
+        )
     elif not np.all((values >= 0) & (values < t_r)):
         errors.append(IngestError(origin, "SliceTiming", f"values must lie in [0, RepetitionTime = {t_r:g})"))
 
 
 def _keys(path):
     import json
+
     with open(path) as f:
         return json.load(f).keys()
 
@@ -302,8 +333,13 @@ def _merge(sub, nwb, probes, implants, errors):
             a, b = known[attr], row[attr]
             same = math.isclose(a, b, abs_tol=1e-6) if isinstance(a, float) else a == b
             if not same:
-                errors.append(IngestError(path, f"electrodes/{attr}",
-                                          f"sub-{sub} {region} implant: {b!r} here but {a!r} in an earlier scan"))
+                errors.append(
+                    IngestError(
+                        path,
+                        f"electrodes/{attr}",
+                        f"sub-{sub} {region} implant: {b!r} here but {a!r} in an earlier scan",
+                    )
+                )
     if errors:
         return
     for region, implant in nwb["implants"].items():

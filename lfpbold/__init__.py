@@ -22,8 +22,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "schemas")) and _os.path.isdir(
 
 __all__ = ["connect", "ingest_study", "select", "populate", "results", "__version__"]
 
-_LAZY = {"connect": "db", "ingest_study": "pipeline", "select": "pipeline", "populate": "pipeline",
-         "results": "query"}
+_LAZY = {"connect": "db", "ingest_study": "pipeline", "select": "pipeline", "populate": "pipeline", "results": "query"}
 
 
 def __getattr__(name):

@@ -24,8 +24,12 @@ def _connect(ctx):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--prefix", envvar="LFPBOLD_PREFIX", default=None,
-              help="Schema-name prefix (default lfpbold_); several studies can share a server.")
+@click.option(
+    "--prefix",
+    envvar="LFPBOLD_PREFIX",
+    default=None,
+    help="Schema-name prefix (default lfpbold_); several studies can share a server.",
+)
 @click.version_option(package_name="lfpbold")
 @click.pass_context
 def main(ctx, prefix):
@@ -82,10 +86,20 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     from lfpbold.simulate import simulate_study
 
     t0 = time.perf_counter()
-    path = simulate_study(out_dir, subjects=subjects, sessions=sessions, scans=scans,
-                          regions=tuple(regions.split(",")), states=tuple(states.split(",")),
-                          true_temporal_r=true_temporal_r, cnr=cnr, seed=seed, size=size, artifact=artifact,
-                          progress=click.echo)
+    path = simulate_study(
+        out_dir,
+        subjects=subjects,
+        sessions=sessions,
+        scans=scans,
+        regions=tuple(regions.split(",")),
+        states=tuple(states.split(",")),
+        true_temporal_r=true_temporal_r,
+        cnr=cnr,
+        seed=seed,
+        size=size,
+        artifact=artifact,
+        progress=click.echo,
+    )
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
@@ -120,8 +134,13 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
     from lfpbold.pipeline import populate as run
 
     _connect(ctx)
-    outcome = run(processes=processes, reserve_jobs=reserve_jobs, orphan_timeout=orphan_timeout, echo=click.echo,
-                  display_progress=sys.stderr.isatty())  # bars only for a person watching, not in logs
+    outcome = run(
+        processes=processes,
+        reserve_jobs=reserve_jobs,
+        orphan_timeout=orphan_timeout,
+        echo=click.echo,
+        display_progress=sys.stderr.isatty(),
+    )  # bars only for a person watching, not in logs
     failed = sum(len(r["error_list"]) for r in outcome.values())
     done = sum(r["success_count"] for r in outcome.values())
     click.echo(f"populate: {done} job(s) done, {failed} failed")
@@ -131,8 +150,12 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
 @main.command()
 @click.option("--processes", default=1, show_default=True, help="Worker processes per table.")
 @click.option("--reserve-jobs", is_flag=True, help="Coordinate workers (several machines) via DataJoint's job tables.")
-@click.option("--orphan-timeout", type=float, default=None,
-              help="With --reserve-jobs: requeue jobs reserved longer than this many seconds (killed workers).")
+@click.option(
+    "--orphan-timeout",
+    type=float,
+    default=None,
+    help="With --reserve-jobs: requeue jobs reserved longer than this many seconds (killed workers).",
+)
 @click.pass_context
 def populate(ctx, processes, reserve_jobs, orphan_timeout):
     """Fill in every analysis for every ingested scan, upstream first."""
@@ -159,8 +182,15 @@ def select(ctx, lfp_paramset, band_paramset, bold_paramset, relation_paramset, s
 
     _connect(ctx)
     try:
-        n = run(lfp_paramset=lfp_paramset, band_paramset=band_paramset, bold_paramset=bold_paramset,
-                relation_paramset=relation_paramset, subject=subject, session=session, state=state)
+        n = run(
+            lfp_paramset=lfp_paramset,
+            band_paramset=band_paramset,
+            bold_paramset=bold_paramset,
+            relation_paramset=relation_paramset,
+            subject=subject,
+            session=session,
+            state=state,
+        )
     except ValueError as err:
         raise click.ClickException(str(err))
     combo = f"lfp {lfp_paramset}, band {band_paramset}, bold {bold_paramset}, relation {relation_paramset}"
@@ -168,8 +198,17 @@ def select(ctx, lfp_paramset, band_paramset, bold_paramset, relation_paramset, s
 
 
 #: what the terminal table shows unless --all-columns: the study's headline figures
-HEADLINE = ["spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_p", "inferred_true_r", "peak_lag_s",
-            "removal_ols_r", "n_scans", "n_excluded"]
+HEADLINE = [
+    "spatial_r",
+    "scanwise_spatial_r",
+    "temporal_r",
+    "temporal_p",
+    "inferred_true_r",
+    "peak_lag_s",
+    "removal_ols_r",
+    "n_scans",
+    "n_excluded",
+]
 
 
 def _print_results(df, fmt, all_columns=False):
@@ -185,14 +224,19 @@ def _print_results(df, fmt, all_columns=False):
     elif fmt == "json":
         click.echo(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
     else:
-        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
-                               "display.max_colwidth", 60):
+        with pd.option_context(
+            "display.max_rows", None, "display.max_columns", None, "display.width", 200, "display.max_colwidth", 60
+        ):
             click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 @main.command()
-@click.option("--by", default="state,region,band", show_default=True,
-              help=f"Grouping, comma-separated from {', '.join(BY_CHOICES)}.")
+@click.option(
+    "--by",
+    default="state,region,band",
+    show_default=True,
+    help=f"Grouping, comma-separated from {', '.join(BY_CHOICES)}.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--band-set", type=click.Choice(["classic", "one_hz"]), default="classic", show_default=True)
 @click.option("--lfp-paramset", default=0, show_default=True)
@@ -210,8 +254,18 @@ def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, 
     if bad:
         raise click.BadParameter(f"{sorted(bad)}; choose from {', '.join(BY_CHOICES)}", param_hint="--by")
     _connect(ctx)
-    _print_results(compute(by=groups, band_set=band_set, lfp_paramset=lfp_paramset, band_paramset=band_paramset,
-                           bold_paramset=bold_paramset, relation_paramset=relation_paramset), fmt, all_columns)
+    _print_results(
+        compute(
+            by=groups,
+            band_set=band_set,
+            lfp_paramset=lfp_paramset,
+            band_paramset=band_paramset,
+            bold_paramset=bold_paramset,
+            relation_paramset=relation_paramset,
+        ),
+        fmt,
+        all_columns,
+    )
 
 
 @main.group()
@@ -234,8 +288,9 @@ def export_maps_cmd(ctx, out_dir, band_set):
 
 @main.command()
 @click.option("--step", default=None, help="Only this step.")
-@click.option("--check", is_flag=True,
-              help="Run every installed method through its step's contract; exit 1 if any fails.")
+@click.option(
+    "--check", is_flag=True, help="Run every installed method through its step's contract; exit 1 if any fails."
+)
 def plugins(step, check):
     """The analysis methods installed, by step (entry-point groups lfpbold.<step>).
 
@@ -264,15 +319,22 @@ def plugins(step, check):
             for m in installed[s]:
                 click.echo(f"{s:<20} {m:<22} not checked: step {s!r} has no contract")
     failed = sum(bool(p) for p in report.values())
-    click.echo(f"{len(report)} method(s) checked in {time.perf_counter() - t0:.1f} s: "
-               f"{len(report) - failed} ok, {failed} failed")
+    click.echo(
+        f"{len(report)} method(s) checked in {time.perf_counter() - t0:.1f} s: "
+        f"{len(report) - failed} ok, {failed} failed"
+    )
     if failed:
         sys.exit(1)
 
 
 @main.command()
-@click.option("--dir", "work_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the simulated study (default $LFPBOLD_HOME/demo).")
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the simulated study (default $LFPBOLD_HOME/demo).",
+)
 @click.option("--subjects", default=3, show_default=True)
 @click.option("--processes", default=1, show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -294,8 +356,16 @@ def demo(ctx, work_dir, subjects, processes, seed):
     study = work_dir / "study"
     if not (study / "dataset_description.json").exists():
         click.echo(f"1/4 simulating {subjects} rats (ACC, M1; sedated, awake) into {study}")
-        simulate_study(study, subjects=subjects, sessions=1, scans=2, regions=("ACC", "M1"),
-                       states=("sedated", "awake"), seed=seed, size="small")
+        simulate_study(
+            study,
+            subjects=subjects,
+            sessions=1,
+            scans=2,
+            regions=("ACC", "M1"),
+            states=("sedated", "awake"),
+            seed=seed,
+            size="small",
+        )
     else:
         click.echo(f"1/4 using the study already simulated in {study}")
     click.echo("2/4 ingesting")
@@ -306,8 +376,9 @@ def demo(ctx, work_dir, subjects, processes, seed):
     df = compute()
     _print_results(df, "table")
     d = ctx.obj["db"]
-    click.echo(f"\ndatabase: {d.backend}{' (embedded)' if d.embedded else ''} at {d.data_dir or d.host}, "
-               f"schemas {d.prefix}*")
+    click.echo(
+        f"\ndatabase: {d.backend}{' (embedded)' if d.embedded else ''} at {d.data_dir or d.host}, schemas {d.prefix}*"
+    )
     click.echo(f"arrays:   {d.store_dir}")
     click.echo(f"study:    {study}")
     click.echo(f"query it: lfpbold --prefix {d.prefix} results --by subject,state,region,band --all-columns")

@@ -7,8 +7,15 @@ DataJoint.
 
 from __future__ import annotations
 
-__all__ = ["CLASSIC_BANDS", "one_hz_bands", "STATES", "STATE_DESCRIPTIONS", "MOTION_COLUMNS", "BAND_FIGURES",
-           "RODENT_P"]
+__all__ = [
+    "CLASSIC_BANDS",
+    "one_hz_bands",
+    "STATES",
+    "STATE_DESCRIPTIONS",
+    "MOTION_COLUMNS",
+    "BAND_FIGURES",
+    "RODENT_P",
+]
 
 #: The five named LFP bands of the reference study (Hz), in display order.
 CLASSIC_BANDS: dict[str, tuple[float, float]] = {
@@ -49,7 +56,19 @@ RODENT_P: tuple[float, ...] = (4.0, 4.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 #: A cohort's figures for one band, in the order the results table shows them (see
 #: :func:`lfpbold.plugins.cohort.summarize_cohort` for their definitions).
 BAND_FIGURES: tuple[str, ...] = (
-    "spatial_r", "spatial_r2", "scanwise_spatial_r", "spatial_t", "spatial_p", "temporal_r", "temporal_r_fisher",
-    "temporal_t", "temporal_p", "spatial_vs_temporal_t", "spatial_vs_temporal_p", "shuffled_r", "peak_lag_s",
-    "inferred_true_r", "temporal_variance_explained",
+    "spatial_r",
+    "spatial_r2",
+    "scanwise_spatial_r",
+    "spatial_t",
+    "spatial_p",
+    "temporal_r",
+    "temporal_r_fisher",
+    "temporal_t",
+    "temporal_p",
+    "spatial_vs_temporal_t",
+    "spatial_vs_temporal_p",
+    "shuffled_r",
+    "peak_lag_s",
+    "inferred_true_r",
+    "temporal_variance_explained",
 )

@@ -18,8 +18,15 @@ def _unmask(values, brain_mask):
     return vol
 
 
-def export_maps(out_dir: str | Path, *, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int = 0,
-                relation_paramset: int = 0, band_set: str = "classic") -> list[Path]:
+def export_maps(
+    out_dir: str | Path,
+    *,
+    lfp_paramset: int = 0,
+    band_paramset: int = 0,
+    bold_paramset: int = 0,
+    relation_paramset: int = 0,
+    band_set: str = "classic",
+) -> list[Path]:
     """Write every seed map and LFP power map (and the cohort group means) as NIfTI.
 
     Scan maps go to ``sub-<s>/ses-<s>/func/sub-<s>_ses-<s>_task-rest_run-<n>_space-<atlas>_seed-<region>
@@ -31,12 +38,23 @@ def export_maps(out_dir: str | Path, *, lfp_paramset: int = 0, band_paramset: in
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset_description.json").write_text(json.dumps({
-        "Name": "lfpbold maps", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "lfpbold"}],
-        "lfpbold": {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset,
-                    "relation_paramset": relation_paramset},
-    }, indent=2))
+    (out / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "lfpbold maps",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "lfpbold"}],
+                "lfpbold": {
+                    "lfp_paramset": lfp_paramset,
+                    "band_paramset": band_paramset,
+                    "bold_paramset": bold_paramset,
+                    "relation_paramset": relation_paramset,
+                },
+            },
+            indent=2,
+        )
+    )
     atlases = {a["atlas"]: a for a in acquisition.Atlas.proj("brain_mask", "affine").to_dicts()}
     written = []
 
@@ -47,11 +65,17 @@ def export_maps(out_dir: str | Path, *, lfp_paramset: int = 0, band_paramset: in
         written.append(path)
 
     def scan_stem(r):
-        return (f"sub-{r['subject']}/ses-{r['session']}/func/sub-{r['subject']}_ses-{r['session']}_task-rest_"
-                f"run-{r['run']}_space-{r['atlas']}_seed-{r['region']}")
+        return (
+            f"sub-{r['subject']}/ses-{r['session']}/func/sub-{r['subject']}_ses-{r['session']}_task-rest_"
+            f"run-{r['run']}_space-{r['atlas']}_seed-{r['region']}"
+        )
 
-    restr = {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset,
-             "relation_paramset": relation_paramset}
+    restr = {
+        "lfp_paramset": lfp_paramset,
+        "band_paramset": band_paramset,
+        "bold_paramset": bold_paramset,
+        "relation_paramset": relation_paramset,
+    }
     relation = params.RelationParams.get_params(restr)
     primary = {"map_method": relation["maps"]["methods"][0]}
     seed_restr = {"bold_paramset": bold_paramset, "relation_paramset": relation_paramset}
@@ -70,5 +94,9 @@ def export_maps(out_dir: str | Path, *, lfp_paramset: int = 0, band_paramset: in
         atlas = atlas_of[key]
         stem = out / "group" / f"state-{r['state']}_seed-{r['region']}"
         save(group_seed[key], atlas, Path(f"{stem}_band-{r['band']}_space-{atlas}_desc-groupseedmap_statmap.nii.gz"))
-        save(r["group_power_map"], atlas, Path(f"{stem}_band-{r['band']}_space-{atlas}_desc-grouplfppowermap_statmap.nii.gz"))
+        save(
+            r["group_power_map"],
+            atlas,
+            Path(f"{stem}_band-{r['band']}_space-{atlas}_desc-grouplfppowermap_statmap.nii.gz"),
+        )
     return written

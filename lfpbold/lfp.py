@@ -133,8 +133,11 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
 
     workers = min((os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs), len(channels))
     if workers > 1 and getattr(clean, "__module__", "__main__") == "__main__":
-        warnings.warn(f"lfp_cleaning method {clean_name!r} is defined in __main__, which worker processes "
-                      "cannot import; cleaning the channels in this process (n_jobs=1)", stacklevel=2)
+        warnings.warn(
+            f"lfp_cleaning method {clean_name!r} is defined in __main__, which worker processes "
+            "cannot import; cleaning the channels in this process (n_jobs=1)",
+            stacklevel=2,
+        )
         workers = 1
     args = [(nwb_path, series_path, ch, sfreq, slices, clean, clean_kw, q) for ch in channels]
     stack = None

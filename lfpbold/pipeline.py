@@ -81,9 +81,19 @@ def computed_tables() -> list:
     """Every computed table, upstream first."""
     from lfpbold.schemas import analysis, cohort
 
-    return [analysis.CleanLFP, analysis.BandPower, analysis.PreprocessedBold, analysis.SeedMap,
-            analysis.LFPPowerMap, analysis.TemporalCorrelation, analysis.SpatialSimilarity, analysis.HRFSensitivity,
-            analysis.LagCorrelation, analysis.LFPRemoval, cohort.Cohort]
+    return [
+        analysis.CleanLFP,
+        analysis.BandPower,
+        analysis.PreprocessedBold,
+        analysis.SeedMap,
+        analysis.LFPPowerMap,
+        analysis.TemporalCorrelation,
+        analysis.SpatialSimilarity,
+        analysis.HRFSensitivity,
+        analysis.LagCorrelation,
+        analysis.LFPRemoval,
+        cohort.Cohort,
+    ]
 
 
 @dataclass
@@ -122,10 +132,17 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
         if acq.Scan & scan.key:
             stored = (acq.FMRIRun * acq.LFPRecording & scan.key).fetch1("bold_sha256", "nwb_sha256")
             now = (scan.fmri["bold_sha256"], scan.lfp["nwb_sha256"])
-            changed = [p for p, a, b in zip((scan.fmri["bold_path"], scan.lfp["nwb_path"]), stored, now) if a and b and a != b]
+            changed = [
+                p for p, a, b in zip((scan.fmri["bold_path"], scan.lfp["nwb_path"]), stored, now) if a and b and a != b
+            ]
             if changed:
-                report.errors.append(IngestError(changed[0], "sha256", "file changed since it was ingested; "
-                                                 "delete the scan's rows to ingest the new file"))
+                report.errors.append(
+                    IngestError(
+                        changed[0],
+                        "sha256",
+                        "file changed since it was ingested; delete the scan's rows to ingest the new file",
+                    )
+                )
             else:
                 report.skipped.append(scan.key)
             continue
@@ -143,9 +160,17 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
 DEFAULT_COMBINATION = {"lfp_paramset": 0, "band_paramset": 0, "bold_paramset": 0, "relation_paramset": 0}
 
 
-def select(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int = 0, relation_paramset: int = 0,
-           subject: str | None = None, session: str | None = None, run: int | None = None,
-           state: str | None = None) -> int:
+def select(
+    *,
+    lfp_paramset: int = 0,
+    band_paramset: int = 0,
+    bold_paramset: int = 0,
+    relation_paramset: int = 0,
+    subject: str | None = None,
+    session: str | None = None,
+    run: int | None = None,
+    state: str | None = None,
+) -> int:
     """Select a combination of parameter sets for the matching scans; ``populate`` then computes it.
 
     Unnamed parameter sets stay at the study's defaults (0). Scans are matched by any of
@@ -167,10 +192,18 @@ def select(*, lfp_paramset: int = 0, band_paramset: int = 0, bold_paramset: int 
     from lfpbold.schemas import acquisition as acq
     from lfpbold.schemas import params
 
-    combo = {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset,
-             "relation_paramset": relation_paramset}
-    for table, name in ((params.LFPParams, "lfp_paramset"), (params.BandPowerParams, "band_paramset"),
-                        (params.BoldParams, "bold_paramset"), (params.RelationParams, "relation_paramset")):
+    combo = {
+        "lfp_paramset": lfp_paramset,
+        "band_paramset": band_paramset,
+        "bold_paramset": bold_paramset,
+        "relation_paramset": relation_paramset,
+    }
+    for table, name in (
+        (params.LFPParams, "lfp_paramset"),
+        (params.BandPowerParams, "band_paramset"),
+        (params.BoldParams, "bold_paramset"),
+        (params.RelationParams, "relation_paramset"),
+    ):
         if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
             raise ValueError(f"{name} must be a parameter-set number; got {combo[name]!r}")
         combo[name] = int(combo[name])
@@ -192,8 +225,14 @@ def _nan_to_null(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
 
 
-def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress: bool = True,
-             orphan_timeout: float | None = None, echo: Callable[[str], None] | None = None) -> dict[str, dict]:
+def populate(
+    *,
+    processes: int = 1,
+    reserve_jobs: bool = False,
+    display_progress: bool = True,
+    orphan_timeout: float | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, dict]:
     """Fill every computed table, upstream first; one table's failures do not stop the others.
 
     Parameters
@@ -229,8 +268,9 @@ def populate(*, processes: int = 1, reserve_jobs: bool = False, display_progress
         if not todo:
             outcome[table.__name__] = {"success_count": 0, "error_list": []}
             continue
-        result = table.populate(processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress,
-                                suppress_errors=True)
+        result = table.populate(
+            processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress, suppress_errors=True
+        )
         outcome[table.__name__] = result
         echo(f"{table.__name__}: {result['success_count']} done, {len(result['error_list'])} failed")
         for key, message in result["error_list"]:

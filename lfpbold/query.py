@@ -18,7 +18,7 @@ __all__ = ["results", "COLUMNS", "GROUPABLE"]
 GROUPABLE = ("subject", "session", "state", "region", "band")
 #: Band figures shown before the other temporal metrics' columns, and after them.
 _BEFORE_METRICS = BAND_FIGURES[: BAND_FIGURES.index("shuffled_r")]
-_AFTER_METRICS = BAND_FIGURES[BAND_FIGURES.index("shuffled_r"):]
+_AFTER_METRICS = BAND_FIGURES[BAND_FIGURES.index("shuffled_r") :]
 _COUNTS = ["n_scans", "n_subjects", "n_excluded"]
 #: The columns every results table has (besides the grouping, the other temporal metrics, one
 #: ``removal_<method>_r`` per removal method, and ``missing``).
@@ -43,9 +43,19 @@ def _missing_text(*dicts) -> str:
 def _rows_from_summary(group: dict, summary) -> list[dict]:
     g = summary.group
     removal = {f"removal_{m}_r": r for m, r in summary.removal.items()}
-    return [{**group, "band": b["band"], **{c: b[c] for c in BAND_FIGURES}, **b["metrics"], "cnr": g["cnr"],
-             **removal, **{c: g[c] for c in _COUNTS}, "missing": _missing_text(g["missing"], b["missing"])}
-            for b in summary.bands]
+    return [
+        {
+            **group,
+            "band": b["band"],
+            **{c: b[c] for c in BAND_FIGURES},
+            **b["metrics"],
+            "cnr": g["cnr"],
+            **removal,
+            **{c: g[c] for c in _COUNTS},
+            "missing": _missing_text(g["missing"], b["missing"]),
+        }
+        for b in summary.bands
+    ]
 
 
 def _stored(combo: dict, band_set: str) -> pd.DataFrame:
@@ -72,9 +82,16 @@ def _stored(combo: dict, band_set: str) -> pd.DataFrame:
     return df.sort_values(["state", "region", "band_order"], ignore_index=True)
 
 
-def results(by: Sequence[str] = ("state", "region", "band"), *, lfp_paramset: int = 0, band_paramset: int = 0,
-            bold_paramset: int = 0, relation_paramset: int = 0, band_set: str = "classic",
-            restriction=None) -> pd.DataFrame:
+def results(
+    by: Sequence[str] = ("state", "region", "band"),
+    *,
+    lfp_paramset: int = 0,
+    band_paramset: int = 0,
+    bold_paramset: int = 0,
+    relation_paramset: int = 0,
+    band_set: str = "classic",
+    restriction=None,
+) -> pd.DataFrame:
     """The study's results table, one row per group (default: state x region x band).
 
     Parameters
@@ -109,8 +126,12 @@ def results(by: Sequence[str] = ("state", "region", "band"), *, lfp_paramset: in
         raise ValueError(f"Cannot group by {sorted(unknown)}; choose from {list(GROUPABLE)}")
     if band_set not in params.BAND_SETS:
         raise ValueError(f"band_set must be one of {list(params.BAND_SETS)}; got {band_set!r}")
-    combo = {"lfp_paramset": lfp_paramset, "band_paramset": band_paramset, "bold_paramset": bold_paramset,
-             "relation_paramset": relation_paramset}
+    combo = {
+        "lfp_paramset": lfp_paramset,
+        "band_paramset": band_paramset,
+        "bold_paramset": bold_paramset,
+        "relation_paramset": relation_paramset,
+    }
     if not params.RelationParams & combo:
         raise ValueError(f"No RelationParams set {relation_paramset}")
     relation = params.RelationParams.get_params(combo)

@@ -134,8 +134,17 @@ def check_t_r(t_r, name: str = "t_r") -> float:
     return check_seconds(t_r, name)
 
 
-def check_array(x, name: str, *, ndim, layout: str = "", expected: str | None = None, dtype=None,
-                non_empty: bool = False, hint: str = "") -> np.ndarray:
+def check_array(
+    x,
+    name: str,
+    *,
+    ndim,
+    layout: str = "",
+    expected: str | None = None,
+    dtype=None,
+    non_empty: bool = False,
+    hint: str = "",
+) -> np.ndarray:
     """An array of real numbers with a given number of dimensions.
 
     Parameters
@@ -206,7 +215,9 @@ def _as_real(arr: np.ndarray, name: str, dtype) -> np.ndarray:
     try:
         return arr.astype(dtype, copy=False)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected {name} as real numbers; got values numpy cannot read as {np.dtype(dtype)}") from None
+        raise ValueError(
+            f"Expected {name} as real numbers; got values numpy cannot read as {np.dtype(dtype)}"
+        ) from None
 
 
 def check_finite(x, name: str, *, axis: int | None = None, unit: str = "values") -> None:
@@ -257,8 +268,9 @@ def check_channel(lfp, name: str = "lfp") -> np.ndarray:
     ...
     ValueError: Expected lfp as a 1-D array (one channel, n_times); got shape (2, 5). Combine channels first (lfpbold.plugins.channels).
     """
-    return check_array(lfp, name, ndim=1, layout="(one channel, n_times)",
-                       hint=". Combine channels first (lfpbold.plugins.channels).")
+    return check_array(
+        lfp, name, ndim=1, layout="(one channel, n_times)", hint=". Combine channels first (lfpbold.plugins.channels)."
+    )
 
 
 def check_voxel_data(data, name: str = "data") -> np.ndarray:

@@ -121,8 +121,9 @@ def screen_motion(
     >>> screen_motion(fd, state="sedated")["reason"]
     '1 volume with FD > 0.1 mm (max 0.23 mm); sedated scans allow none'
     """
-    fd = check_array(fd, "fd", ndim=1, dtype=float, non_empty=True,
-                     expected="a 1-D framewise displacement array (n_volumes,)")
+    fd = check_array(
+        fd, "fd", ndim=1, dtype=float, non_empty=True, expected="a 1-D framewise displacement array (n_volumes,)"
+    )
     check_finite(fd, "Framewise displacement")
     state_key = check_state(state)
     if not threshold_mm > 0:
@@ -145,8 +146,13 @@ def screen_motion(
             if excluded
             else ""
         )
-        return {"keep": np.ones(n, dtype=bool), "excluded": excluded, "reason": reason,
-                "n_scrubbed": 0, "fraction_scrubbed": 0.0}
+        return {
+            "keep": np.ones(n, dtype=bool),
+            "excluded": excluded,
+            "reason": reason,
+            "n_scrubbed": 0,
+            "fraction_scrubbed": 0.0,
+        }
 
     keep = np.ones(n, dtype=bool)
     for i in np.flatnonzero(high):
@@ -161,9 +167,13 @@ def screen_motion(
         if excluded
         else ""
     )
-    return {"keep": keep, "excluded": bool(excluded), "reason": reason,
-            "n_scrubbed": n_scrubbed, "fraction_scrubbed": float(fraction)}
-
+    return {
+        "keep": keep,
+        "excluded": bool(excluded),
+        "reason": reason,
+        "n_scrubbed": n_scrubbed,
+        "fraction_scrubbed": float(fraction),
+    }
 
 
 def fd_screening(
@@ -205,8 +215,9 @@ def fd_screening(
     True
     """
     fd = framewise_displacement(motion, radius_mm=radius_mm)
-    verdict = screen_motion(fd, state=state, threshold_mm=threshold_mm, max_scrub_fraction=max_scrub_fraction,
-                            neighbours=tuple(neighbours))
+    verdict = screen_motion(
+        fd, state=state, threshold_mm=threshold_mm, max_scrub_fraction=max_scrub_fraction, neighbours=tuple(neighbours)
+    )
     return {"fd": fd, **verdict}
 
 
@@ -302,8 +313,9 @@ def bandpass_only(
     sample_mask = check_sample_mask(sample_mask, bold.shape[-1])
     signals = bold[brain_mask].astype(np.float32, copy=False).T
     check_finite(signals, "BOLD", axis=0, unit="brain voxels")
-    return _clean_blocks(signals, t_r=t_r, high_pass=high_pass, low_pass=low_pass, detrend=detrend,
-                         sample_mask=sample_mask)
+    return _clean_blocks(
+        signals, t_r=t_r, high_pass=high_pass, low_pass=low_pass, detrend=detrend, sample_mask=sample_mask
+    )
 
 
 def preprocess_bold(
@@ -432,5 +444,12 @@ def preprocess_bold(
         nuisance[rows, 2] = signals[rows].mean(axis=1, dtype=float)
     check_finite(signals, "BOLD", axis=0, unit="brain voxels")
     confounds = np.column_stack([motion, nuisance if global_signal else nuisance[:, :2]])
-    return _clean_blocks(signals, t_r=t_r, high_pass=high_pass, low_pass=low_pass, detrend=detrend,
-                         confounds=confounds, sample_mask=sample_mask)
+    return _clean_blocks(
+        signals,
+        t_r=t_r,
+        high_pass=high_pass,
+        low_pass=low_pass,
+        detrend=detrend,
+        confounds=confounds,
+        sample_mask=sample_mask,
+    )

@@ -104,8 +104,13 @@ def _estimate_cnr(band: dict | None, n_scans: int, n_voxels: int, settings: Mapp
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return estimate_cnr(group_r=band["spatial_r"], mean_scan_r=band["scanwise_spatial_r"], n_trials=n_scans,
-                                n_timepoints=n_voxels, cnr_grid=grid), None
+            return estimate_cnr(
+                group_r=band["spatial_r"],
+                mean_scan_r=band["scanwise_spatial_r"],
+                n_trials=n_scans,
+                n_timepoints=n_voxels,
+                cnr_grid=grid,
+            ), None
     except (ValueError, TypeError) as err:  # too few scans, or maps of opposite sign
         return np.nan, f"no CNR estimate from the {settings.get('band', 'gamma')} maps: {err}"
 
@@ -208,7 +213,9 @@ def summarize_cohort(
     """
     seed_maps = np.asarray(seed_maps, dtype=np.float64)
     if seed_maps.ndim != 2 or seed_maps.shape[0] == 0:
-        raise ValueError(f"Expected seed_maps of shape (n_scans, n_voxels) with at least one scan; got {seed_maps.shape}")
+        raise ValueError(
+            f"Expected seed_maps of shape (n_scans, n_voxels) with at least one scan; got {seed_maps.shape}"
+        )
     n_scans, n_voxels = seed_maps.shape
     if len(subjects) != n_scans:
         raise ValueError(f"subjects has {len(subjects)} entries but there are {n_scans} seed maps")
@@ -235,11 +242,20 @@ def summarize_cohort(
             fisher = np.nan
             missing["temporal_r_fisher"] = f"{primary_metric} values are not correlations"
         out = {
-            "band": band, "spatial_r": group_r, "spatial_r2": group_r**2, "scanwise_spatial_r": spatial["mean"],
-            "spatial_t": spatial["t"], "spatial_p": spatial["p"], "temporal_r": temporal["mean"],
-            "temporal_r_fisher": fisher, "temporal_t": temporal["t"], "temporal_p": temporal["p"],
-            "spatial_vs_temporal_t": paired["t"], "spatial_vs_temporal_p": paired["p"],
-            "group_power_map": group_power, "metrics": {},
+            "band": band,
+            "spatial_r": group_r,
+            "spatial_r2": group_r**2,
+            "scanwise_spatial_r": spatial["mean"],
+            "spatial_t": spatial["t"],
+            "spatial_p": spatial["p"],
+            "temporal_r": temporal["mean"],
+            "temporal_r_fisher": fisher,
+            "temporal_t": temporal["t"],
+            "temporal_p": temporal["p"],
+            "spatial_vs_temporal_t": paired["t"],
+            "spatial_vs_temporal_p": paired["p"],
+            "group_power_map": group_power,
+            "metrics": {},
         }
         if not np.isfinite(group_r):
             missing["spatial_r"] = missing["spatial_r2"] = "group maps constant or < 3 voxels finite in both"
@@ -254,11 +270,13 @@ def summarize_cohort(
         for name, per_band in metrics.items():
             if name != primary_metric:
                 out["metrics"][name], why = _mean_or_reason(
-                    per_band.get(band), "not computed for this band (RelationParams temporal.band_sets)")
+                    per_band.get(band), "not computed for this band (RelationParams temporal.band_sets)"
+                )
                 if why:
                     missing[name] = why
         out["shuffled_r"], why = _mean_or_reason(
-            shuffled_r.get(band), "shuffled control not computed for this band (temporal.shuffle.band_sets)")
+            shuffled_r.get(band), "shuffled control not computed for this band (temporal.shuffle.band_sets)"
+        )
         if why:
             missing["shuffled_r"] = why
         out["peak_lag_s"], why = _peak_of_mean_curve(lag_curves.get(band))
@@ -279,8 +297,12 @@ def summarize_cohort(
     if nc_band is not None and np.isfinite(nc_band["inferred_true_r"]):
         true_r = abs(nc_band["inferred_true_r"]) or 1e-6
         sim = simulate_noise_ceiling(true_r=true_r, n_trials=n_scans, n_timepoints=n_volumes, cnr_grid=grid)
-        curves = {"cnr_grid": grid, "true_r": abs(nc_band["inferred_true_r"]), "mean_trial_r": sim["mean_trial_r"],
-                  "averaged_r": sim["averaged_r"]}
+        curves = {
+            "cnr_grid": grid,
+            "true_r": abs(nc_band["inferred_true_r"]),
+            "mean_trial_r": sim["mean_trial_r"],
+            "averaged_r": sim["averaged_r"],
+        }
 
     group_missing = {"cnr": cnr_reason} if cnr_reason else {}
     removal = {}
@@ -290,7 +312,11 @@ def summarize_cohort(
         else:
             removal[method] = np.nan
             group_missing[f"removal_{method}_r"] = "not computed for every scan of the group"
-    group = {"cnr": cnr, "n_scans": n_scans, "n_subjects": len(set(subjects)), "n_excluded": int(n_excluded),
-             "missing": group_missing}
-    return CohortSummary(group=group, bands=summaries, removal=removal, group_seed_map=group_seed,
-                         noise_ceiling=curves)
+    group = {
+        "cnr": cnr,
+        "n_scans": n_scans,
+        "n_subjects": len(set(subjects)),
+        "n_excluded": int(n_excluded),
+        "missing": group_missing,
+    }
+    return CohortSummary(group=group, bands=summaries, removal=removal, group_seed_map=group_seed, noise_ceiling=curves)

@@ -87,8 +87,7 @@ class LfpCleaning(Protocol):
         Finite wherever ``lfp`` is; ``lfp`` itself is not modified.
     """
 
-    def __call__(self, lfp: np.ndarray, sfreq: float, /, *, slice_onsets: np.ndarray, **params: Any) -> np.ndarray:
-        ...
+    def __call__(self, lfp: np.ndarray, sfreq: float, /, *, slice_onsets: np.ndarray, **params: Any) -> np.ndarray: ...
 
 
 class ChannelCombine(Protocol):
@@ -109,8 +108,7 @@ class ChannelCombine(Protocol):
         means the channel lags the reference.
     """
 
-    def __call__(self, lfp: np.ndarray, sfreq: float, /, **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        ...
+    def __call__(self, lfp: np.ndarray, sfreq: float, /, **params: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class BandPower(Protocol):
@@ -134,9 +132,9 @@ class BandPower(Protocol):
         Window centres in seconds from sample 0, strictly increasing, within the recording.
     """
 
-    def __call__(self, lfp: np.ndarray, sfreq: float, /, *, bands: Sequence[tuple[float, float]],
-                 **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        ...
+    def __call__(
+        self, lfp: np.ndarray, sfreq: float, /, *, bands: Sequence[tuple[float, float]], **params: Any
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Hrf(Protocol):
@@ -159,8 +157,7 @@ class Hrf(Protocol):
         values of ``dt`` peaks at the same time.
     """
 
-    def __call__(self, dt: float, /, **params: Any) -> np.ndarray:
-        ...
+    def __call__(self, dt: float, /, **params: Any) -> np.ndarray: ...
 
 
 class MotionScreening(Protocol):
@@ -188,8 +185,7 @@ class MotionScreening(Protocol):
             Why the run is excluded, in plain words ("" when it is kept).
     """
 
-    def __call__(self, motion: np.ndarray, /, *, state: str, **params: Any) -> dict:
-        ...
+    def __call__(self, motion: np.ndarray, /, *, state: str, **params: Any) -> dict: ...
 
 
 class BoldPreprocessing(Protocol):
@@ -215,10 +211,20 @@ class BoldPreprocessing(Protocol):
         ``n_kept = sample_mask.sum()`` (T without a mask); voxels in ``bold[brain_mask]`` order.
     """
 
-    def __call__(self, bold: np.ndarray, /, *, t_r: float, brain_mask: np.ndarray, affine: np.ndarray,
-                 motion: np.ndarray, wm_mask: np.ndarray, ventricle_mask: np.ndarray,
-                 sample_mask: np.ndarray | None, **params: Any) -> np.ndarray:
-        ...
+    def __call__(
+        self,
+        bold: np.ndarray,
+        /,
+        *,
+        t_r: float,
+        brain_mask: np.ndarray,
+        affine: np.ndarray,
+        motion: np.ndarray,
+        wm_mask: np.ndarray,
+        ventricle_mask: np.ndarray,
+        sample_mask: np.ndarray | None,
+        **params: Any,
+    ) -> np.ndarray: ...
 
 
 class CorrelationMap(Protocol):
@@ -238,8 +244,7 @@ class CorrelationMap(Protocol):
         declared ``output_range`` (a correlation: [-1, 1]).
     """
 
-    def __call__(self, seed: np.ndarray, data: np.ndarray, /, **params: Any) -> np.ndarray:
-        ...
+    def __call__(self, seed: np.ndarray, data: np.ndarray, /, **params: Any) -> np.ndarray: ...
 
 
 class TemporalMetric(Protocol):
@@ -260,8 +265,7 @@ class TemporalMetric(Protocol):
         series, so that the scan drops out of group tests).
     """
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, /, **params: Any) -> float:
-        ...
+    def __call__(self, x: np.ndarray, y: np.ndarray, /, **params: Any) -> float: ...
 
 
 class LaggedCorrelation(Protocol):
@@ -285,9 +289,9 @@ class LaggedCorrelation(Protocol):
         Within the declared ``output_range``.
     """
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, /, *, t_r: float, max_lag_s: float,
-                 **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        ...
+    def __call__(
+        self, x: np.ndarray, y: np.ndarray, /, *, t_r: float, max_lag_s: float, **params: Any
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class LfpRemoval(Protocol):
@@ -309,9 +313,7 @@ class LfpRemoval(Protocol):
         Which volumes ``cleaned`` holds.
     """
 
-    def __call__(self, data: np.ndarray, regressors: np.ndarray, /,
-                 **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        ...
+    def __call__(self, data: np.ndarray, regressors: np.ndarray, /, **params: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 #: Each step's contract.
@@ -401,7 +403,9 @@ class _Checker:
         tol = 1e-9
         if np.any(values < low - tol) or np.any(values > high + tol):
             got = f"{values.min():.6g}" if values.min() == values.max() else f"{values.min():.6g} to {values.max():.6g}"
-            self.problems.append(f"{what}: expected values in [{low:g}, {high:g}] (the method's output_range); got {got}")
+            self.problems.append(
+                f"{what}: expected values in [{low:g}, {high:g}] (the method's output_range); got {got}"
+            )
 
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
@@ -420,8 +424,12 @@ def _check_lfp_cleaning(c: _Checker) -> None:
     lfp = 1e-5 * rng.standard_normal(n)
     for s in np.round(onsets * sfreq).astype(int):
         lfp[s : s + 30] += 1e-3 * waveform
-    out = c.call("f(lfp, sfreq, slice_onsets=..., **params)", (lfp, sfreq), {"slice_onsets": onsets},
-                 {"lfp": lfp, "slice_onsets": onsets})
+    out = c.call(
+        "f(lfp, sfreq, slice_onsets=..., **params)",
+        (lfp, sfreq),
+        {"slice_onsets": onsets},
+        {"lfp": lfp, "slice_onsets": onsets},
+    )
     c.array(out, "cleaned", (n,), "(n_times,)")
 
 
@@ -452,10 +460,14 @@ def _check_band_power(c: _Checker) -> None:
         return
     c.expect(np.all(power >= 0), f"power: expected non-negative power; got values down to {power.min():.3g}")
     c.expect(np.all(np.diff(times) > 0), "times: expected strictly increasing window times")
-    c.expect(times[0] >= 0 and times[-1] <= duration,
-             f"times: expected seconds within the recording (0-{duration:g} s); got {times.min():g}-{times.max():g}")
-    c.expect(np.median(power[1]) > np.median(power[0]),
-             "power: a 60 Hz sine should put more power in the 40-100 Hz band (row 1) than in 1-4 Hz (row 0)")
+    c.expect(
+        times[0] >= 0 and times[-1] <= duration,
+        f"times: expected seconds within the recording (0-{duration:g} s); got {times.min():g}-{times.max():g}",
+    )
+    c.expect(
+        np.median(power[1]) > np.median(power[0]),
+        "power: a 60 Hz sine should put more power in the 40-100 Hz band (row 1) than in 1-4 Hz (row 0)",
+    )
 
 
 def _hrf_kernel(c: _Checker, dt: float, what: str, **delays) -> np.ndarray:
@@ -471,17 +483,21 @@ def _check_hrf(c: _Checker) -> None:
     fine = _hrf_kernel(c, 0.1, "kernel at dt=0.1 s")
     coarse = _hrf_kernel(c, 0.5, "kernel at dt=0.5 s")
     peak_fine, peak_coarse = np.argmax(np.abs(fine)) * 0.1, np.argmax(np.abs(coarse)) * 0.5
-    c.expect(abs(peak_fine - peak_coarse) <= 0.5,
-             f"kernel: expected one sample every dt seconds, so the same peak time at dt=0.1 s and 0.5 s; "
-             f"got {peak_fine:g} s and {peak_coarse:g} s")
+    c.expect(
+        abs(peak_fine - peak_coarse) <= 0.5,
+        f"kernel: expected one sample every dt seconds, so the same peak time at dt=0.1 s and 0.5 s; "
+        f"got {peak_fine:g} s and {peak_coarse:g} s",
+    )
     if not accepts_delays(c.func):
         return
     early = _hrf_kernel(c, 0.1, "kernel with response_delay=3", response_delay=3.0, undershoot_delay=12.0)
     late = _hrf_kernel(c, 0.1, "kernel with response_delay=6", response_delay=6.0, undershoot_delay=12.0)
     t_early, t_late = np.argmax(np.abs(early)) * 0.1, np.argmax(np.abs(late)) * 0.1
-    c.expect(t_late > t_early,
-             f"kernel: expected a later response_delay (6 s vs 3 s) to move the peak later; "
-             f"got peaks at {t_early:g} s and {t_late:g} s")
+    c.expect(
+        t_late > t_early,
+        f"kernel: expected a later response_delay (6 s vs 3 s) to move the peak later; "
+        f"got peaks at {t_early:g} s and {t_late:g} s",
+    )
 
 
 def _check_motion_screening(c: _Checker) -> None:
@@ -503,10 +519,13 @@ def _check_motion_screening(c: _Checker) -> None:
             fd = c.array(out["fd"], f"fd ({label})", (n_t,), "(T,)")
             c.expect(bool(np.all(fd >= 0)), f"fd ({label}): expected non-negative values")
             keep = c.array(out["keep"], f"keep ({label})", (n_t,), "(T,)", kind="b")
-            c.expect(isinstance(out["excluded"], (bool, np.bool_)),
-                     f"excluded ({label}): expected a bool; got {type(out['excluded']).__name__}")
-            c.expect(isinstance(out["reason"], str), f"reason ({label}): expected a str; got "
-                                                     f"{type(out['reason']).__name__}")
+            c.expect(
+                isinstance(out["excluded"], (bool, np.bool_)),
+                f"excluded ({label}): expected a bool; got {type(out['excluded']).__name__}",
+            )
+            c.expect(
+                isinstance(out["reason"], str), f"reason ({label}): expected a str; got {type(out['reason']).__name__}"
+            )
             if out["excluded"]:
                 c.expect(bool(out["reason"]), f"reason ({label}): an excluded run needs a reason; got ''")
             elif what == "still":
@@ -527,8 +546,15 @@ def _check_bold_preprocessing(c: _Checker) -> None:
     n_brain = int(brain.sum())
     call = "f(bold, t_r=, brain_mask=, affine=, motion=, wm_mask=, ventricle_mask=, sample_mask=, **params)"
     for sample_mask in (None, np.arange(n_t) % 20 != 7):
-        kwargs = {"t_r": 1.0, "brain_mask": brain, "affine": np.diag([0.5, 0.5, 1.0, 1.0]), "motion": motion,
-                  "wm_mask": wm, "ventricle_mask": ventricles, "sample_mask": sample_mask}
+        kwargs = {
+            "t_r": 1.0,
+            "brain_mask": brain,
+            "affine": np.diag([0.5, 0.5, 1.0, 1.0]),
+            "motion": motion,
+            "wm_mask": wm,
+            "ventricle_mask": ventricles,
+            "sample_mask": sample_mask,
+        }
         arrays = {"bold": bold} | {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
         out = c.call(call, (bold,), kwargs, arrays)
         n_kept = n_t if sample_mask is None else int(sample_mask.sum())
@@ -541,13 +567,23 @@ def _check_correlation_map(c: _Checker) -> None:
     n_t, n_vox = 50, 12
     seeds = np.stack([_smooth_noise(rng, n_t) for _ in range(3)])
     data = np.outer(seeds[0], np.linspace(-1, 1, n_vox)) + 0.5 * rng.standard_normal((n_t, n_vox))
-    one = c.array(c.call("f(seed, data, **params)", (seeds[0], data), {}, {"seed": seeds[0], "data": data}),
-                  "map of one seed", (n_vox,), "(n_voxels,)")
-    many = c.array(c.call("f(seed, data, **params)", (seeds, data), {}, {"seed": seeds, "data": data}),
-                   "maps of 3 seeds", (3, n_vox), "(n_seeds, n_voxels)")
+    one = c.array(
+        c.call("f(seed, data, **params)", (seeds[0], data), {}, {"seed": seeds[0], "data": data}),
+        "map of one seed",
+        (n_vox,),
+        "(n_voxels,)",
+    )
+    many = c.array(
+        c.call("f(seed, data, **params)", (seeds, data), {}, {"seed": seeds, "data": data}),
+        "maps of 3 seeds",
+        (3, n_vox),
+        "(n_seeds, n_voxels)",
+    )
     c.in_range(many, "maps")
-    c.expect(np.allclose(many[0], one, rtol=1e-6, atol=1e-9),
-             "maps: expected row 0 of the 3-seed answer to equal the answer for seed 0 alone")
+    c.expect(
+        np.allclose(many[0], one, rtol=1e-6, atol=1e-9),
+        "maps: expected row 0 of the 3-seed answer to equal the answer for seed 0 alone",
+    )
 
 
 def _check_temporal_metric(c: _Checker) -> None:
@@ -569,8 +605,7 @@ def _check_lagged_correlation(c: _Checker) -> None:
     source = _smooth_noise(rng, 203)
     x = source[delay:]
     y = source[:-delay] + 0.2 * rng.standard_normal(200)  # y(t) = x(t - 1.5 s)
-    out = c.call("f(x, y, t_r=, max_lag_s=, **params)", (x, y), {"t_r": t_r, "max_lag_s": max_lag_s},
-                 {"x": x, "y": y})
+    out = c.call("f(x, y, t_r=, max_lag_s=, **params)", (x, y), {"t_r": t_r, "max_lag_s": max_lag_s}, {"x": x, "y": y})
     lags, r = c.unpack(out, ("lags_s", "r"))
     lags = c.array(lags, "lags_s", (None,), "(n_lags,)")
     r = c.array(r, "r", lags.shape, "(n_lags,)")
@@ -578,13 +613,17 @@ def _check_lagged_correlation(c: _Checker) -> None:
         c.problems.append("lags_s: expected at least one lag; got none")
         return
     c.expect(np.all(np.diff(lags) > 0), "lags_s: expected strictly increasing lags")
-    c.expect(np.all(np.abs(lags) <= max_lag_s + 1e-9),
-             f"lags_s: expected lags within ±max_lag_s = ±{max_lag_s:g} s; got {lags.min():g} to {lags.max():g} s")
+    c.expect(
+        np.all(np.abs(lags) <= max_lag_s + 1e-9),
+        f"lags_s: expected lags within ±max_lag_s = ±{max_lag_s:g} s; got {lags.min():g} to {lags.max():g} s",
+    )
     c.in_range(r, "r")
     peak = float(lags[np.argmax(r)])
-    c.expect(abs(peak - delay * t_r) <= t_r,
-             f"r: y is x delayed by {delay * t_r:g} s, so with positive lag = y lags x the peak belongs at "
-             f"+{delay * t_r:g} s; got {peak:+g} s")
+    c.expect(
+        abs(peak - delay * t_r) <= t_r,
+        f"r: y is x delayed by {delay * t_r:g} s, so with positive lag = y lags x the peak belongs at "
+        f"+{delay * t_r:g} s; got {peak:+g} s",
+    )
 
 
 def _check_lfp_removal(c: _Checker) -> None:

@@ -21,8 +21,14 @@ __all__ = ["RODENT_P", "SPM_DEFAULT_P", "spm_hrf", "accepts_delays", "hrf_regres
 SPM_DEFAULT_P = (6.0, 16.0, 1.0, 1.0, 6.0, 0.0, 32.0)
 
 
-def spm_hrf(dt: float, *, p=RODENT_P, fmri_t: int = 16, response_delay: float | None = None,
-            undershoot_delay: float | None = None) -> np.ndarray:
+def spm_hrf(
+    dt: float,
+    *,
+    p=RODENT_P,
+    fmri_t: int = 16,
+    response_delay: float | None = None,
+    undershoot_delay: float | None = None,
+) -> np.ndarray:
     """SPM's double-gamma haemodynamic response, sampled every ``dt`` seconds.
 
     A port of SPM12 ``spm_hrf.m``: the difference of two gamma densities built on a grid of

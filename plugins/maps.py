@@ -16,13 +16,20 @@ from ._validation import check_array, check_finite, check_voxel_data
 from .stats import fisher_z as _fisher_z
 from .stats import inverse_fisher_z
 
-__all__ = ["roi_mean", "correlation_map", "rank_correlation_map", "mutual_information_map", "spatial_similarity",
-           "group_mean_map"]
+__all__ = [
+    "roi_mean",
+    "correlation_map",
+    "rank_correlation_map",
+    "mutual_information_map",
+    "spatial_similarity",
+    "group_mean_map",
+]
 
 
 def _check_seed(seed) -> np.ndarray:
-    return check_array(seed, "seed", ndim=(1, 2), dtype=np.float64,
-                       expected="seed of shape (n_timepoints,) or (n_seeds, n_timepoints)")
+    return check_array(
+        seed, "seed", ndim=(1, 2), dtype=np.float64, expected="seed of shape (n_timepoints,) or (n_seeds, n_timepoints)"
+    )
 
 
 def _standardise_columns(x: np.ndarray) -> np.ndarray:
@@ -246,4 +253,3 @@ def group_mean_map(maps, *, fisher_z: bool = False) -> np.ndarray:
         count = np.isfinite(values).sum(axis=0)
         mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
     return inverse_fisher_z(mean) if fisher_z else mean
-

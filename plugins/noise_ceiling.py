@@ -43,7 +43,9 @@ def _check_grid(grid, name: str, *, low: float, high: float, closed_low: bool) -
         raise ValueError(f"{name} must be a non-empty 1-D array of finite values")
     too_low = grid < low if closed_low else grid <= low
     if np.any(too_low) or np.any(grid > high):
-        raise ValueError(f"{name} values must lie in {'[' if closed_low else '('}{low}, {high}]; got {grid.min()}..{grid.max()}")
+        raise ValueError(
+            f"{name} values must lie in {'[' if closed_low else '('}{low}, {high}]; got {grid.min()}..{grid.max()}"
+        )
     return grid
 
 
@@ -78,24 +80,28 @@ class _Simulation:
 
     @staticmethod
     def _products(a, z, e, f) -> dict:
-        return {"ae": e @ a, "ze": e @ z, "af": f @ a, "zf": f @ z,
-                "ef": np.einsum("ij,ij->i", e, f), "ee": np.einsum("ij,ij->i", e, e),
-                "ff": np.einsum("ij,ij->i", f, f)}
+        return {
+            "ae": e @ a,
+            "ze": e @ z,
+            "af": f @ a,
+            "zf": f @ z,
+            "ef": np.einsum("ij,ij->i", e, f),
+            "ee": np.einsum("ij,ij->i", e, e),
+            "ff": np.einsum("ij,ij->i", f, f),
+        }
 
     def r(self, true_r: float, cnr: float, which: str) -> np.ndarray:
         """Sample r of the observed pairs ('trial': one per trial; 'avg': trial-averaged)."""
         g = self.trial if which == "trial" else self.avg
         c, s, k = true_r, np.sqrt(max(1.0 - true_r**2, 0.0)), 1.0 / cnr
-        bf = c * g["af"] + s * g["zf"]           # B . f
+        bf = c * g["af"] + s * g["zf"]  # B . f
         cov = c * self.n + k * (g["af"] + c * g["ae"] + s * g["ze"]) + k * k * g["ef"]
         var_a = self.n + 2 * k * g["ae"] + k * k * g["ee"]
         var_b = self.n + 2 * k * bf + k * k * g["ff"]
         return cov / np.sqrt(var_a * var_b)
 
 
-def simulate_noise_ceiling(
-    *, true_r: float, n_trials: int, n_timepoints: int, cnr_grid=_CNR_GRID, seed=0
-) -> dict:
+def simulate_noise_ceiling(*, true_r: float, n_trials: int, n_timepoints: int, cnr_grid=_CNR_GRID, seed=0) -> dict:
     """Simulate per-trial and trial-averaged correlations of two noisy signals.
 
     The model of the reference study: standardised A; B = c*A + sqrt(1-c^2)*N with N
@@ -207,8 +213,7 @@ def estimate_cnr(
     c = abs(group_r) if true_r is None else abs(true_r)
     if not 0 < c <= 1:
         raise ValueError(f"true_r must be non-zero and in [-1, 1]; got {true_r!r}")
-    sim = simulate_noise_ceiling(true_r=c, n_trials=n_trials, n_timepoints=n_timepoints,
-                                 cnr_grid=cnr_grid, seed=seed)
+    sim = simulate_noise_ceiling(true_r=c, n_trials=n_trials, n_timepoints=n_timepoints, cnr_grid=cnr_grid, seed=seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(sim["averaged_r"] / sim["mean_trial_r"])
     observed = np.log(group_r / mean_scan_r)

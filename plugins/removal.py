@@ -14,8 +14,13 @@ __all__ = ["ols_removal", "soft_removal", "censor_removal", "unique_components"]
 
 def _check(data, regressors) -> tuple[np.ndarray, np.ndarray]:
     data = check_voxel_data(data)
-    regressors = check_array(regressors, "regressors", ndim=(1, 2), dtype=np.float64,
-                             expected="regressors of shape (n_timepoints,) or (n_timepoints, n_bands)")
+    regressors = check_array(
+        regressors,
+        "regressors",
+        ndim=(1, 2),
+        dtype=np.float64,
+        expected="regressors of shape (n_timepoints,) or (n_timepoints, n_bands)",
+    )
     if regressors.ndim == 1:
         regressors = regressors[:, None]
     if regressors.shape[0] != data.shape[0]:
@@ -105,7 +110,7 @@ def unique_components(regressors) -> np.ndarray:
 
 
 def soft_removal(data, regressors) -> tuple[np.ndarray, np.ndarray]:
-    """"Soft" regression: remove only each band's unique variance from every voxel.
+    """ "Soft" regression: remove only each band's unique variance from every voxel.
 
     For each band, the part of its regressor orthogonal to an intercept and to all other bands
     is found (:func:`unique_components`), and the data's projection on that unique component is
@@ -156,7 +161,9 @@ def soft_removal(data, regressors) -> tuple[np.ndarray, np.ndarray]:
     return cleaned, np.ones(data.shape[0], dtype=bool)
 
 
-def censor_removal(data, regressors, *, band_index: int = -1, percentile: float = 85.0) -> tuple[np.ndarray, np.ndarray]:
+def censor_removal(
+    data, regressors, *, band_index: int = -1, percentile: float = 85.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Drop the volumes where one band's HRF-convolved power is above the scan's percentile.
 
     Parameters

@@ -257,8 +257,9 @@ def notch_filter(lfp, sfreq: float, *, freqs, out=None):
         raise ValueError(f"out must be a float64 array of shape {lfp.shape}; got {out.dtype} {out.shape}")
     block = max(_BLOCK, 4 * margin)
     if n <= block + 2 * margin:
-        filtered = mne.filter.notch_filter(np.asarray(lfp, dtype=np.float64), sfreq, freqs,
-                                           filter_length=margin, verbose=False)
+        filtered = mne.filter.notch_filter(
+            np.asarray(lfp, dtype=np.float64), sfreq, freqs, filter_length=margin, verbose=False
+        )
         if out is None:
             return filtered
         out[...] = filtered

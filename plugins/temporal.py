@@ -400,8 +400,10 @@ def hrf_sweep(
     regressors = np.empty((delays.size, undershoots.size, onsets.size))
     identity = np.ones(1)  # hrf_regressor with a unit kernel only averages over each volume
     for i, delay in enumerate(delays):
-        kernels = [hrf(step, response_delay=float(delay), undershoot_delay=float(undershoot), **hrf_params)
-                   for undershoot in undershoots]
+        kernels = [
+            hrf(step, response_delay=float(delay), undershoot_delay=float(undershoot), **hrf_params)
+            for undershoot in undershoots
+        ]
         if len({k.shape for k in kernels}) > 1:
             # one FFT convolution per response delay needs one length; a shorter kernel is zero after its end
             length = max(k.size for k in kernels)
@@ -417,7 +419,7 @@ def hrf_sweep(
         power_maps = correlation_map(flat, bold)
         ok = np.isfinite(seed_map)
         # Pearson r of every power map with the seed map at once, over the seed map's finite voxels.
-        spatial_r = (_standardise_columns(power_maps[:, ok].T).T @ _standardise_columns(seed_map[ok, None]))
+        spatial_r = _standardise_columns(power_maps[:, ok].T).T @ _standardise_columns(seed_map[ok, None])
         spatial_r = np.clip(spatial_r[:, 0], -1, 1).reshape(delays.size, undershoots.size)
     return {
         "temporal_r": temporal_r,

@@ -88,12 +88,20 @@ class CleanLFP(dj.Computed):
 
         nwb_path, _, series_path, sfreq = rec
         slices = (acquisition.LFPRecording & key).fetch1("slice_triggers")
-        return clean_implant(nwb_path, series_path=series_path, channels=channels, sfreq=sfreq,
-                             slice_onsets=slices, params=p, n_jobs=p.get("n_jobs", 1))
+        return clean_implant(
+            nwb_path,
+            series_path=series_path,
+            channels=channels,
+            sfreq=sfreq,
+            slice_onsets=slices,
+            params=p,
+            n_jobs=p.get("n_jobs", 1),
+        )
 
     def make_insert(self, key, rate, combined, lags, kept):
-        self.insert1(dict(key, sampling_rate=rate, combined=combined, n_channels=len(lags),
-                          combined_digest=digest(combined)))
+        self.insert1(
+            dict(key, sampling_rate=rate, combined=combined, n_channels=len(lags), combined_digest=digest(combined))
+        )
         chans = (acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel")
         kept = kept if kept is not None else [None] * len(lags)
         self.Channel.insert(
@@ -197,15 +205,31 @@ class PreprocessedBold(dj.Computed):
         bold, affine = read_bold(run["bold_path"])
         name, kw = method_and_kwargs(p["bold_preprocessing"], "bold_preprocessing")
         data = get_plugin("bold_preprocessing", name)(
-            bold, t_r=run["t_r"], brain_mask=atlas["brain_mask"], affine=affine, motion=run["motion"],
-            wm_mask=atlas["wm_mask"], ventricle_mask=atlas["ventricle_mask"],
-            sample_mask=None if keep.all() else keep, **kw,
+            bold,
+            t_r=run["t_r"],
+            brain_mask=atlas["brain_mask"],
+            affine=affine,
+            motion=run["motion"],
+            wm_mask=atlas["wm_mask"],
+            ventricle_mask=atlas["ventricle_mask"],
+            sample_mask=None if keep.all() else keep,
+            **kw,
         )
         return fd, keep, False, reason, np.asarray(data, dtype=np.float32)
 
     def make_insert(self, key, fd, keep, excluded, reason, data):
-        self.insert1(dict(key, excluded=excluded, exclusion_reason=reason[:255], fd=fd, keep=keep,
-                          n_kept=int(keep.sum()), data=data, data_digest=digest(data) if data is not None else ""))
+        self.insert1(
+            dict(
+                key,
+                excluded=excluded,
+                exclusion_reason=reason[:255],
+                fd=fd,
+                keep=keep,
+                n_kept=int(keep.sum()),
+                data=data,
+                data_digest=digest(data) if data is not None else "",
+            )
+        )
 
 
 def _roi(key):
@@ -301,14 +325,17 @@ class LFPPowerMap(dj.Computed):
         keep = (PreprocessedBold & key).fetch1("keep")
         bands, regs = (BandPower.Band & key).to_arrays("band", "regressor")
         regs = np.stack(regs)[:, keep]
-        out = [(method, np.asarray(get_plugin("correlation_map", method)(regs, data), dtype=np.float32))
-               for method in maps["methods"]]
+        out = [
+            (method, np.asarray(get_plugin("correlation_map", method)(regs, data), dtype=np.float32))
+            for method in maps["methods"]
+        ]
         return list(bands), out
 
     def make_insert(self, key, bands, maps):
         self.insert1(key)
-        self.Map.insert(dict(key, band=b, map_method=method, power_map=m[i])
-                        for method, m in maps for i, b in enumerate(bands))
+        self.Map.insert(
+            dict(key, band=b, map_method=method, power_map=m[i]) for method, m in maps for i, b in enumerate(bands)
+        )
 
 
 @schema
@@ -364,11 +391,15 @@ class TemporalCorrelation(dj.Computed):
             if shuffle and band["band_set"] in shuffle.get("band_sets", [band["band_set"]]):
                 name = shuffle["metric"]
                 metric = get_plugin("temporal_metric", name)
-                control = shuffled_control(x, seed, t_r=t_r, n_shuffles=shuffle.get("n_shuffles", 1000),
-                                           min_shift_s=shuffle.get("min_shift_s", 30.0),
-                                           metric=lambda a, b: metric(a, b, **kwargs.get(name, {})))
-                shuffle_rows.append(dict(key, band=band["band"], null_mean=_nan(control["mean"]),
-                                         p=_nan(control["p"])))
+                control = shuffled_control(
+                    x,
+                    seed,
+                    t_r=t_r,
+                    n_shuffles=shuffle.get("n_shuffles", 1000),
+                    min_shift_s=shuffle.get("min_shift_s", 30.0),
+                    metric=lambda a, b: metric(a, b, **kwargs.get(name, {})),
+                )
+                shuffle_rows.append(dict(key, band=band["band"], null_mean=_nan(control["mean"]), p=_nan(control["p"])))
         self.insert1(key)
         self.Metric.insert(metric_rows)
         self.Shuffle.insert(shuffle_rows)
@@ -430,8 +461,11 @@ class HRFSensitivity(dj.Computed):
 
         # Only band-power sets whose HRF method can be swept (it takes response and undershoot delays).
         sets = params.BandPowerParams.to_dicts()
-        sweepable = [{"band_paramset": s["band_paramset"]} for s in sets
-                     if accepts_delays(get_plugin("hrf", method_and_kwargs(s["params"]["hrf"], "hrf")[0]))]
+        sweepable = [
+            {"band_paramset": s["band_paramset"]}
+            for s in sets
+            if accepts_delays(get_plugin("hrf", method_and_kwargs(s["params"]["hrf"], "hrf")[0]))
+        ]
         return selected(BandPower.proj() * SeedMap.proj()) & sweepable
 
     def make(self, key):
@@ -444,16 +478,33 @@ class HRFSensitivity(dj.Computed):
         times, onsets, t_r = (BandPower & key).fetch1("times", "volume_onsets", "t_r")
         keep = (PreprocessedBold & key).fetch1("keep")
         seed_map = (SeedMap & key).fetch1("seed_map")
-        sweep = hrf_sweep(power.astype(np.float64), times, onsets[keep], t_r, _bold_data(key), roi=_roi(key),
-                          response_delays=spaced(sweep_spec["response_delays"]),
-                          undershoot_delays=spaced(sweep_spec["undershoot_delays"]), seed_map=seed_map,
-                          hrf=get_plugin("hrf", hrf_name), hrf_params=hrf_kw)
+        sweep = hrf_sweep(
+            power.astype(np.float64),
+            times,
+            onsets[keep],
+            t_r,
+            _bold_data(key),
+            roi=_roi(key),
+            response_delays=spaced(sweep_spec["response_delays"]),
+            undershoot_delays=spaced(sweep_spec["undershoot_delays"]),
+            seed_map=seed_map,
+            hrf=get_plugin("hrf", hrf_name),
+            hrf_params=hrf_kw,
+        )
         i, j = np.unravel_index(np.nanargmax(np.abs(sweep["temporal_r"])), sweep["temporal_r"].shape)
-        self.insert1(dict(key, band=sweep_spec["band"], response_delays=sweep["response_delays"],
-                          undershoot_delays=sweep["undershoot_delays"], temporal_r=sweep["temporal_r"],
-                          spatial_r=sweep["spatial_r"], best_response_delay=float(sweep["response_delays"][i]),
-                          best_undershoot_delay=float(sweep["undershoot_delays"][j]),
-                          best_temporal_r=float(sweep["temporal_r"][i, j])))
+        self.insert1(
+            dict(
+                key,
+                band=sweep_spec["band"],
+                response_delays=sweep["response_delays"],
+                undershoot_delays=sweep["undershoot_delays"],
+                temporal_r=sweep["temporal_r"],
+                spatial_r=sweep["spatial_r"],
+                best_response_delay=float(sweep["response_delays"][i]),
+                best_undershoot_delay=float(sweep["undershoot_delays"][j]),
+                best_temporal_r=float(sweep["temporal_r"][i, j]),
+            )
+        )
 
 
 @schema
@@ -497,12 +548,15 @@ class LagCorrelation(dj.Computed):
         for row in _band_rows(key, "power", sets):
             part = dict(key, band=row["band"])
             if keep.all():  # a lag needs an unbroken series; scrubbed scans get no lag
-                _, per_volume = hrf_regressor(row["power"].astype(np.float64), times, onsets, t_r,
-                                              kernel=np.ones(1))
+                _, per_volume = hrf_regressor(row["power"].astype(np.float64), times, onsets, t_r, kernel=np.ones(1))
                 lags, r = lagged(per_volume, seed, t_r=t_r, **kw)
                 peak = peak_lag(lags, r, absolute=True)
-                part.update(lags_s=lags, r=r, peak_lag_s=_nan(peak),
-                            peak_r=_nan(r[np.argmin(np.abs(lags - peak))]) if np.isfinite(peak) else None)
+                part.update(
+                    lags_s=lags,
+                    r=r,
+                    peak_lag_s=_nan(peak),
+                    peak_r=_nan(r[np.argmin(np.abs(lags - peak))]) if np.isfinite(peak) else None,
+                )
             parts.append(part)
         self.Band.insert(parts)
 
@@ -541,18 +595,21 @@ class LFPRemoval(dj.Computed):
         keep = (PreprocessedBold & key).fetch1("keep")
         original = (SeedMap & key).fetch1("seed_map")
         roi = _roi(key)
-        rows = {r["band"]: r["regressor"] for r in (BandPower.Band & key & [{"band": b} for b in spec["bands"]])
-                .to_dicts()}
+        rows = {
+            r["band"]: r["regressor"] for r in (BandPower.Band & key & [{"band": b} for b in spec["bands"]]).to_dicts()
+        }
         missing = [b for b in spec["bands"] if b not in rows]
         if missing:
-            raise ValueError(f"RelationParams removal.bands {missing} are not in this scan's band power "
-                             f"(BandPowerParams band_sets)")
+            raise ValueError(
+                f"RelationParams removal.bands {missing} are not in this scan's band power (BandPowerParams band_sets)"
+            )
         regressors = np.column_stack([rows[b] for b in spec["bands"]])[keep]
         map_method = _map_method(relation)
         out = []
         for method in spec["methods"]:
-            cleaned, kept = get_plugin("lfp_removal", method)(data, regressors,
-                                                             **spec.get("method_params", {}).get(method, {}))
+            cleaned, kept = get_plugin("lfp_removal", method)(
+                data, regressors, **spec.get("method_params", {}).get(method, {})
+            )
             seed_map = np.asarray(map_method(roi_mean(cleaned, roi), cleaned), dtype=np.float32)
             out.append((method, seed_map, spatial_similarity(seed_map, original), int(np.sum(kept))))
         return (out,)

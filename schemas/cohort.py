@@ -78,8 +78,7 @@ def scan_keys(combo: dict, restriction=None) -> pd.DataFrame:
     if restriction is not None:
         query &= restriction
     df = query.to_pandas().reset_index()
-    return df.reindex(columns=[*SCAN_IMPLANT, "state"]).sort_values(["state", "region", *SCAN_KEY],
-                                                                     ignore_index=True)
+    return df.reindex(columns=[*SCAN_IMPLANT, "state"]).sort_values(["state", "region", *SCAN_KEY], ignore_index=True)
 
 
 def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathered:
@@ -121,8 +120,9 @@ def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathe
         g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float)))
     lags = (analysis.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
     if not lags.empty:
-        g.lag_curves = {k: (lg, r) if lg is not None else None
-                        for k, lg, r in zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"])}
+        g.lag_curves = {
+            k: (lg, r) if lg is not None else None for k, lg, r in zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"])
+        }
     removal = (analysis.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
     if not removal.empty:
         g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"]))
@@ -148,19 +148,31 @@ def _summarize_group(rows: pd.DataFrame, data: Gathered, n_excluded: int):
     def per_band(values: dict, band, *extra):
         return np.array([values.get(k + (band, *extra), np.nan) for k in keys], dtype=float)
 
-    metrics = {m: {b: per_band(data.metrics, b, m) if (b, m) in data.computed else None for b in data.bands}
-               for m in metric_names}
-    shuffled = {b: per_band(data.shuffled, b) if any(k + (b,) in data.shuffled for k in keys) else None
-                for b in data.bands}
-    lag_curves = {b: [data.lag_curves.get(k + (b,)) for k in keys] if any(k + (b,) in data.lag_curves for k in keys)
-                  else None for b in data.bands}
+    metrics = {
+        m: {b: per_band(data.metrics, b, m) if (b, m) in data.computed else None for b in data.bands}
+        for m in metric_names
+    }
+    shuffled = {
+        b: per_band(data.shuffled, b) if any(k + (b,) in data.shuffled for k in keys) else None for b in data.bands
+    }
+    lag_curves = {
+        b: [data.lag_curves.get(k + (b,)) for k in keys] if any(k + (b,) in data.lag_curves for k in keys) else None
+        for b in data.bands
+    }
     removal = {m: [data.removal_maps.get(k + (m,)) for k in keys] for m in relation["removal"]["methods"]}
     return summarize_cohort(
-        subjects=rows["subject"].tolist(), seed_maps=np.stack([data.seed_maps[k] for k in keys]), bands=data.bands,
+        subjects=rows["subject"].tolist(),
+        seed_maps=np.stack([data.seed_maps[k] for k in keys]),
+        bands=data.bands,
         spatial_r={b: per_band(data.spatial_r, b) for b in data.bands},
         power_maps={b: np.stack([data.power_maps[k + (b,)] for k in keys]) for b in data.bands},
-        metrics=metrics, primary_metric=metric_names[0], n_volumes=data.n_volumes,
-        noise_ceiling=relation["noise_ceiling"], shuffled_r=shuffled, lag_curves=lag_curves, removal_maps=removal,
+        metrics=metrics,
+        primary_metric=metric_names[0],
+        n_volumes=data.n_volumes,
+        noise_ceiling=relation["noise_ceiling"],
+        shuffled_r=shuffled,
+        lag_curves=lag_curves,
+        removal_maps=removal,
         n_excluded=n_excluded,
     )
 
@@ -256,8 +268,14 @@ class Cohort(dj.Computed):
 
     @property
     def key_source(self):
-        groups = (acquisition.State.proj() * acquisition.Region.proj() * params.LFPParams.proj()
-                  * params.BandPowerParams.proj() * params.BoldParams.proj() * params.RelationParams.proj())
+        groups = (
+            acquisition.State.proj()
+            * acquisition.Region.proj()
+            * params.LFPParams.proj()
+            * params.BandPowerParams.proj()
+            * params.BoldParams.proj()
+            * params.RelationParams.proj()
+        )
         return groups & (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
 
     def make(self, key):
@@ -273,25 +291,50 @@ class Cohort(dj.Computed):
             [(_, summaries[band_set])] = summarize(data)
             scans = data.scans
         # The group's own figures (CNR, removal) come from the band set the noise ceiling uses.
-        main = next((s for s in summaries.values() if any(b["band"] == nc_band for b in s.bands)),
-                    next(iter(summaries.values())))
-        self.insert1(dict(key, **{c: main.group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
-                          cnr=_nan(main.group["cnr"]), group_seed_map=main.group_seed_map.astype(np.float32),
-                          missing=main.group["missing"], scan_set_hash=scan_set_hash(scans)))
+        main = next(
+            (s for s in summaries.values() if any(b["band"] == nc_band for b in s.bands)),
+            next(iter(summaries.values())),
+        )
+        self.insert1(
+            dict(
+                key,
+                **{c: main.group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
+                cnr=_nan(main.group["cnr"]),
+                group_seed_map=main.group_seed_map.astype(np.float32),
+                missing=main.group["missing"],
+                scan_set_hash=scan_set_hash(scans),
+            )
+        )
         bands = [(b, s.group) for s in summaries.values() for b in s.bands]
-        self.Band.insert(dict(key, band=b["band"], **{c: _nan(b[c]) for c in BAND_FIGURES}, cnr=_nan(g["cnr"]),
-                              missing={**g["missing"], **b["missing"]},
-                              group_power_map=b["group_power_map"].astype(np.float32)) for b, g in bands)
+        self.Band.insert(
+            dict(
+                key,
+                band=b["band"],
+                **{c: _nan(b[c]) for c in BAND_FIGURES},
+                cnr=_nan(g["cnr"]),
+                missing={**g["missing"], **b["missing"]},
+                group_power_map=b["group_power_map"].astype(np.float32),
+            )
+            for b, g in bands
+        )
         bands = [b for b, _ in bands]
-        self.Metric.insert(dict(key, band=b["band"], metric=m, value=_nan(v))
-                           for b in bands for m, v in b["metrics"].items())
+        self.Metric.insert(
+            dict(key, band=b["band"], metric=m, value=_nan(v)) for b in bands for m, v in b["metrics"].items()
+        )
         self.Removal.insert(dict(key, removal=m, spatial_r=_nan(r)) for m, r in main.removal.items())
         curves = main.noise_ceiling
         if curves is not None:
             self.NoiseCeiling.insert(
-                dict(key, cnr_step=i, cnr_value=float(c), true_r=float(curves["true_r"]), mean_scan_r=float(m),
-                     averaged_r=float(a))
-                for i, (c, m, a) in enumerate(zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"])))
+                dict(
+                    key,
+                    cnr_step=i,
+                    cnr_value=float(c),
+                    true_r=float(curves["true_r"]),
+                    mean_scan_r=float(m),
+                    averaged_r=float(a),
+                )
+                for i, (c, m, a) in enumerate(zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"]))
+            )
 
     def stale(self) -> list[dict]:
         """Cohort rows whose scans have changed since they were computed (new or removed scans)."""

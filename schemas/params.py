@@ -127,8 +127,14 @@ class LFPParams(_ParamSet, dj.Lookup):
 
     # One default per family, so a plain populate computes the study's analysis once; a lab's
     # alternative (say {"lfp_cleaning": {"method": "none"}, ...}) is one insert_new_params() away.
-    contents = [_paramset(0, default_params.__func__(), "study: template-regression MR artifact removal + "
-                                                        "notches (Tu & Zhang 2022); phase-aligned mean", "lfp_paramset")]
+    contents = [
+        _paramset(
+            0,
+            default_params.__func__(),
+            "study: template-regression MR artifact removal + notches (Tu & Zhang 2022); phase-aligned mean",
+            "lfp_paramset",
+        )
+    ]
 
 
 @schema
@@ -149,8 +155,10 @@ class BandPowerParams(_ParamSet, dj.Lookup):
         super().check_params(params)
         unknown = set(params.get("band_sets", [])) - set(BAND_SETS)
         if unknown or not params.get("band_sets"):
-            raise ValueError(f"BandPowerParams: band_sets must be a non-empty list from {list(BAND_SETS)}; "
-                             f"got {params.get('band_sets')!r}")
+            raise ValueError(
+                f"BandPowerParams: band_sets must be a non-empty list from {list(BAND_SETS)}; "
+                f"got {params.get('band_sets')!r}"
+            )
 
     @staticmethod
     def default_params() -> dict:
@@ -160,8 +168,14 @@ class BandPowerParams(_ParamSet, dj.Lookup):
             "band_sets": ["classic", "one_hz"],
         }
 
-    contents = [_paramset(0, default_params.__func__(), "study: spectrogram 1 s / 0.1 s, bands classic + 1 Hz, "
-                                                        "SPM HRF p=[4 4 1 1 6 0 32]", "band_paramset")]
+    contents = [
+        _paramset(
+            0,
+            default_params.__func__(),
+            "study: spectrogram 1 s / 0.1 s, bands classic + 1 Hz, SPM HRF p=[4 4 1 1 6 0 32]",
+            "band_paramset",
+        )
+    ]
 
 
 @schema
@@ -194,14 +208,30 @@ class BoldParams(_ParamSet, dj.Lookup):
     @staticmethod
     def default_params() -> dict:
         return {
-            "bold_preprocessing": {"method": "study", "fwhm": 0.75, "high_pass": 0.01, "low_pass": 0.1,
-                                   "global_signal": True},
-            "screening": {"method": "framewise_displacement", "threshold_mm": 0.1, "max_scrub_fraction": 0.25,
-                          "neighbours": [1, 1], "radius_mm": 5.0},
+            "bold_preprocessing": {
+                "method": "study",
+                "fwhm": 0.75,
+                "high_pass": 0.01,
+                "low_pass": 0.1,
+                "global_signal": True,
+            },
+            "screening": {
+                "method": "framewise_displacement",
+                "threshold_mm": 0.1,
+                "max_scrub_fraction": 0.25,
+                "neighbours": [1, 1],
+                "radius_mm": 5.0,
+            },
         }
 
-    contents = [_paramset(0, default_params.__func__(), "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/"
-                                                        "global regression, band-pass 0.01-0.1 Hz", "bold_paramset")]
+    contents = [
+        _paramset(
+            0,
+            default_params.__func__(),
+            "study: FD screening, FWHM 0.75 mm, motion/WM/ventricle/global regression, band-pass 0.01-0.1 Hz",
+            "bold_paramset",
+        )
+    ]
 
 
 def _band_sets_of(section: dict, name: str, where: str) -> None:
@@ -223,8 +253,12 @@ class RelationParams(_ParamSet, dj.Lookup):
     """
 
     #: section -> (plugin step, key holding the method names or name)
-    method_lists = {"maps": ("correlation_map", "methods"), "temporal": ("temporal_metric", "metrics"),
-                    "removal": ("lfp_removal", "methods"), "lag": ("lagged_correlation", "method")}
+    method_lists = {
+        "maps": ("correlation_map", "methods"),
+        "temporal": ("temporal_metric", "metrics"),
+        "removal": ("lfp_removal", "methods"),
+        "lag": ("lagged_correlation", "method"),
+    }
 
     @classmethod
     def check_params(cls, params: dict) -> None:
@@ -237,14 +271,17 @@ class RelationParams(_ParamSet, dj.Lookup):
             names = params[section].get(key)
             names = [names] if isinstance(names, str) else names
             if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-                raise ValueError(f"RelationParams: {section}.{key} must name one or more distinct '{step}' methods; "
-                                 f"got {params[section].get(key)!r}")
+                raise ValueError(
+                    f"RelationParams: {section}.{key} must name one or more distinct '{step}' methods; "
+                    f"got {params[section].get(key)!r}"
+                )
             for name in names:
                 get_plugin(step, name)
             extra = set(params[section].get("method_params", {})) - set(names)
             if extra:
-                raise ValueError(f"RelationParams: {section}.method_params names methods not in {section}.{key}: "
-                                 f"{sorted(extra)}")
+                raise ValueError(
+                    f"RelationParams: {section}.method_params names methods not in {section}.{key}: {sorted(extra)}"
+                )
         temporal = params["temporal"]
         for metric, sets in temporal.get("band_sets", {}).items():
             _band_sets_of(temporal["band_sets"], metric, f"temporal.band_sets[{metric!r}]")
@@ -255,11 +292,15 @@ class RelationParams(_ParamSet, dj.Lookup):
         _band_sets_of(params["lag"], "band_sets", "lag.band_sets")
         bands = params["removal"].get("bands")
         if not bands or not isinstance(bands, list):
-            raise ValueError(f"RelationParams: removal.bands must list the bands whose regressors the removal "
-                             f"methods get, in order; got {bands!r}")
-        for where, spec in (("hrf_sweep.response_delays", params["hrf_sweep"]["response_delays"]),
-                            ("hrf_sweep.undershoot_delays", params["hrf_sweep"]["undershoot_delays"]),
-                            ("noise_ceiling.cnr_grid", params["noise_ceiling"]["cnr_grid"])):
+            raise ValueError(
+                f"RelationParams: removal.bands must list the bands whose regressors the removal "
+                f"methods get, in order; got {bands!r}"
+            )
+        for where, spec in (
+            ("hrf_sweep.response_delays", params["hrf_sweep"]["response_delays"]),
+            ("hrf_sweep.undershoot_delays", params["hrf_sweep"]["undershoot_delays"]),
+            ("noise_ceiling.cnr_grid", params["noise_ceiling"]["cnr_grid"]),
+        ):
             try:
                 spaced(spec)
             except (TypeError, ValueError) as err:
@@ -287,14 +328,24 @@ class RelationParams(_ParamSet, dj.Lookup):
             },
             "hrf_sweep": {"band": "gamma", "response_delays": [2.0, 8.0, 0.25], "undershoot_delays": [2.0, 12.0, 0.5]},
             "lag": {"method": "cross_correlation", "max_lag_s": 20.0, "band_sets": ["classic"]},
-            "removal": {"methods": ["ols", "soft", "censor"], "bands": list(CLASSIC_BANDS),
-                        "method_params": {"censor": {"percentile": 85.0}}},
+            "removal": {
+                "methods": ["ols", "soft", "censor"],
+                "bands": list(CLASSIC_BANDS),
+                "method_params": {"censor": {"percentile": 85.0}},
+            },
             "noise_ceiling": {"cnr": "estimate", "band": "gamma", "cnr_grid": [0.1, 5.0, 0.1]},
         }
 
-    contents = [_paramset(0, default_params.__func__(), "study: Pearson/Spearman/MI maps and metrics, HRF sweep "
-                                                        "2-8 s / 2-12 s, lags +-20 s, OLS/soft/censor removal, "
-                                                        "CNR estimated from gamma maps", "relation_paramset")]
+    contents = [
+        _paramset(
+            0,
+            default_params.__func__(),
+            "study: Pearson/Spearman/MI maps and metrics, HRF sweep "
+            "2-8 s / 2-12 s, lags +-20 s, OLS/soft/censor removal, "
+            "CNR estimated from gamma maps",
+            "relation_paramset",
+        )
+    ]
 
 
 @schema

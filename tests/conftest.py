@@ -86,6 +86,7 @@ def small_study(tmp_path_factory):
     from lfpbold.simulate import simulate_study
 
     out = tmp_path_factory.mktemp("study") / "study"
-    simulate_study(out, subjects=2, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated", "awake"),
-                   seed=7, size="small")
+    simulate_study(
+        out, subjects=2, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated", "awake"), seed=7, size="small"
+    )
     return out

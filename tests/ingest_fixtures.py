@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-SHAPE = (4, 5, 3)           # X, Y, Z (3 slices)
+SHAPE = (4, 5, 3)  # X, Y, Z (3 slices)
 AFFINE = np.array([[2.0, 0, 0, -4.0], [0, 2.0, 0, -5.0], [0, 0, 2.5, -3.0], [0, 0, 0, 1]])
 IMPLANTS = {"ACC": (1.5, 0.5, -2.8, "right"), "M1": (3.2, -3.0, -2.8, "left")}
 MOTION_HEADER = "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\trot_z"
@@ -49,13 +49,38 @@ def write_atlas(root: Path, regions=("ACC", "M1"), name="tiny-atlas", ext=".nii.
     return {"brain": brain.astype(bool), "wm": wm.astype(bool), "ventricles": vent.astype(bool), "rois": rois}
 
 
-def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volumes=12, n_slices=3,
-              t_r=1.0, rate=200.0, lead_s=2.0, tail_s=2.0, ch_per_implant=2, seed=0,
-              session_start=datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc),
-              triggers="events", n_volume_triggers=None, n_slice_triggers=None, trigger_shift=0.0,
-              series="acquisition", location=None, subject_id="default", coords="custom",
-              hemisphere_column=True, device="description", dtype="float32", conversion=1.0,
-              channel_conversion=None, starting_time=0.0, subject=True, ap_shift=0.0):
+def write_nwb(
+    path,
+    *,
+    sub="01",
+    ses="sedated01",
+    regions=("ACC", "M1"),
+    n_volumes=12,
+    n_slices=3,
+    t_r=1.0,
+    rate=200.0,
+    lead_s=2.0,
+    tail_s=2.0,
+    ch_per_implant=2,
+    seed=0,
+    session_start=datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc),
+    triggers="events",
+    n_volume_triggers=None,
+    n_slice_triggers=None,
+    trigger_shift=0.0,
+    series="acquisition",
+    location=None,
+    subject_id="default",
+    coords="custom",
+    hemisphere_column=True,
+    device="description",
+    dtype="float32",
+    conversion=1.0,
+    channel_conversion=None,
+    starting_time=0.0,
+    subject=True,
+    ap_shift=0.0,
+):
     """Write one scan's NWB file; returns what was written (data, triggers on the series' clock).
 
     series: "acquisition" (acquisition/ElectricalSeries), "renamed" (acquisition/raw),
@@ -69,14 +94,29 @@ def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volum
     from pynwb.file import Subject
 
     rng = np.random.default_rng(seed)
-    nwb = NWBFile(session_description="tiny scan", identifier=f"{sub}-{ses}-{path.name}",
-                  session_start_time=session_start, session_id=ses)
+    nwb = NWBFile(
+        session_description="tiny scan",
+        identifier=f"{sub}-{ses}-{path.name}",
+        session_start_time=session_start,
+        session_id=ses,
+    )
     if subject:
-        nwb.subject = Subject(subject_id=sub if subject_id == "default" else subject_id,
-                              species="Rattus norvegicus", strain="Long-Evans", sex="M", age="P90D",
-                              weight="0.35 kg", description="tiny rat")
-    for col, desc in (("hemisphere", "left or right"), ("ap_mm", "AP"), ("ml_mm", "ML"), ("dv_mm", "DV"),
-                      ("probe_electrode", "contact index")):
+        nwb.subject = Subject(
+            subject_id=sub if subject_id == "default" else subject_id,
+            species="Rattus norvegicus",
+            strain="Long-Evans",
+            sex="M",
+            age="P90D",
+            weight="0.35 kg",
+            description="tiny rat",
+        )
+    for col, desc in (
+        ("hemisphere", "left or right"),
+        ("ap_mm", "AP"),
+        ("ml_mm", "ML"),
+        ("dv_mm", "DV"),
+        ("probe_electrode", "contact index"),
+    ):
         if col == "hemisphere" and not hemisphere_column:
             continue
         if col in ("ap_mm", "ml_mm", "dv_mm") and coords != "custom":
@@ -85,18 +125,29 @@ def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volum
     for region in regions:
         ap, ml, dv, hemi = IMPLANTS[region]
         ap += ap_shift
-        kw = {"name": f"probe-{region}", "description":
-              f"NeuroNexus MRCM{ch_per_implant}-tiny {ch_per_implant}-channel MR-compatible silicon probe"}
+        kw = {
+            "name": f"probe-{region}",
+            "description": f"NeuroNexus MRCM{ch_per_implant}-tiny {ch_per_implant}-channel MR-compatible silicon probe",
+        }
         if device == "model_name":
             kw["model_name"] = "TinyModel"
         if device == "plain":
             kw["description"] = "a silicon probe"
         dev = nwb.create_device(**kw)
-        group = nwb.create_electrode_group(name=region, description=f"{region}, {hemi} hemisphere",
-                                           location=region, device=dev)
+        group = nwb.create_electrode_group(
+            name=region, description=f"{region}, {hemi} hemisphere", location=region, device=dev
+        )
         for e in range(ch_per_implant):
-            row = {"group": group, "location": (location or {}).get(region, region),
-                   "x": ap, "y": ml, "z": dv, "rel_x": 0.0, "rel_y": 50.0 * e, "probe_electrode": e}
+            row = {
+                "group": group,
+                "location": (location or {}).get(region, region),
+                "x": ap,
+                "y": ml,
+                "z": dv,
+                "rel_x": 0.0,
+                "rel_y": 50.0 * e,
+                "probe_electrode": e,
+            }
             if hemisphere_column:
                 row["hemisphere"] = hemi
             if coords == "custom":
@@ -110,8 +161,13 @@ def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volum
     else:
         raw = (volts / conversion).astype(np.float32)
     region_all = nwb.create_electrode_table_region(list(range(n_ch)), "all channels")
-    es_kw = {"data": raw, "electrodes": region_all, "rate": rate, "starting_time": starting_time,
-             "conversion": conversion}
+    es_kw = {
+        "data": raw,
+        "electrodes": region_all,
+        "rate": rate,
+        "starting_time": starting_time,
+        "conversion": conversion,
+    }
     if channel_conversion is not None:
         es_kw["channel_conversion"] = list(channel_conversion)
     if series == "acquisition":
@@ -139,8 +195,9 @@ def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volum
                 table.add_event(timestamp=float(t))
             nwb.add_events_table(table)
         elif triggers == "timeseries":
-            nwb.add_acquisition(TimeSeries(name=name, data=np.ones(len(times)), unit="n/a",
-                                           timestamps=session_times, description="TTL"))
+            nwb.add_acquisition(
+                TimeSeries(name=name, data=np.ones(len(times)), unit="n/a", timestamps=session_times, description="TTL")
+            )
         elif triggers == "intervals":
             ti = TimeIntervals(name=name, description="TTL")
             for t in session_times:
@@ -148,28 +205,55 @@ def write_nwb(path, *, sub="01", ses="sedated01", regions=("ACC", "M1"), n_volum
             nwb.add_acquisition(ti)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
-    return {"volts": volts, "raw": raw, "volume_triggers": vol, "slice_triggers": sl,
-            "n_samples": n_samples, "n_channels": n_ch}
+    return {
+        "volts": volts,
+        "raw": raw,
+        "volume_triggers": vol,
+        "slice_triggers": sl,
+        "n_samples": n_samples,
+        "n_channels": n_ch,
+    }
 
 
-def make_study(root, *, subjects=("01", "02"), session="sedated01", state="sedated", runs=(1, 2),
-               regions=("ACC", "M1"), n_volumes=12, t_r=1.0, n_slices=3, run_sidecar=True, nwb_options=None):
+def make_study(
+    root,
+    *,
+    subjects=("01", "02"),
+    session="sedated01",
+    state="sedated",
+    runs=(1, 2),
+    regions=("ACC", "M1"),
+    n_volumes=12,
+    t_r=1.0,
+    n_slices=3,
+    run_sidecar=True,
+    nwb_options=None,
+):
     """A complete tiny study under ``root``; returns {(sub, ses, run): what was written}.
 
     ``nwb_options`` maps (sub, run) to extra keyword arguments of :func:`write_nwb`.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_description.json").write_text(json.dumps(
-        {"Name": "tiny study", "BIDSVersion": "1.9.0", "DatasetType": "raw"}))
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "tiny study", "BIDSVersion": "1.9.0", "DatasetType": "raw"})
+    )
     lines = ["participant_id\tspecies\tstrain\tsex\tage\tweight_g"]
     for i, sub in enumerate(subjects):
         lines.append(f"sub-{sub}\tRattus norvegicus\tLong-Evans\tM\tP9{i}D\t{350 + i}")
     (root / "participants.tsv").write_text("\n".join(lines) + "\n")
     slice_timing = [i * t_r / n_slices for i in range(n_slices)]
-    (root / "task-rest_bold.json").write_text(json.dumps(
-        {"TaskName": "rest", "RepetitionTime": t_r, "SliceTiming": slice_timing, "EchoTime": 0.015,
-         "MagneticFieldStrength": 7}))
+    (root / "task-rest_bold.json").write_text(
+        json.dumps(
+            {
+                "TaskName": "rest",
+                "RepetitionTime": t_r,
+                "SliceTiming": slice_timing,
+                "EchoTime": 0.015,
+                "MagneticFieldStrength": 7,
+            }
+        )
+    )
     atlas = write_atlas(root, regions)
     written = {"atlas": atlas, "scans": {}}
     rng = np.random.default_rng(1)
@@ -177,7 +261,8 @@ def make_study(root, *, subjects=("01", "02"), session="sedated01", state="sedat
         sdir = root / f"sub-{sub}"
         sdir.mkdir(exist_ok=True)
         (sdir / f"sub-{sub}_sessions.tsv").write_text(
-            f"session_id\tacq_time\tstate\nses-{session}\t2024-03-01T10:00:00\t{state}\n")
+            f"session_id\tacq_time\tstate\nses-{session}\t2024-03-01T10:00:00\t{state}\n"
+        )
         func = sdir / f"ses-{session}" / "func"
         ecephys = sdir / f"ses-{session}" / "ecephys"
         func.mkdir(parents=True, exist_ok=True)
@@ -187,17 +272,32 @@ def make_study(root, *, subjects=("01", "02"), session="sedated01", state="sedat
             bold = rng.standard_normal((*SHAPE, n_volumes)).astype(np.float32)
             write_nifti(func / f"{prefix}_bold.nii.gz", bold, t_r=t_r)
             if run_sidecar:
-                (func / f"{prefix}_bold.json").write_text(json.dumps(
-                    {"RepetitionTime": t_r, "SliceTiming": slice_timing}))
+                (func / f"{prefix}_bold.json").write_text(
+                    json.dumps({"RepetitionTime": t_r, "SliceTiming": slice_timing})
+                )
             motion = rng.standard_normal((n_volumes, 6)) * 0.01
-            np.savetxt(func / f"{prefix}_motion.tsv", motion, delimiter="\t", header=MOTION_HEADER,
-                       comments="", fmt="%.6f")
-            opts = dict(sub=sub, ses=session, regions=regions, n_volumes=n_volumes, n_slices=n_slices,
-                        t_r=t_r, seed=run + 10 * int(sub))
+            np.savetxt(
+                func / f"{prefix}_motion.tsv", motion, delimiter="\t", header=MOTION_HEADER, comments="", fmt="%.6f"
+            )
+            opts = dict(
+                sub=sub,
+                ses=session,
+                regions=regions,
+                n_volumes=n_volumes,
+                n_slices=n_slices,
+                t_r=t_r,
+                seed=run + 10 * int(sub),
+            )
             opts.update((nwb_options or {}).get((sub, run), {}))
             nwb = write_nwb(ecephys / f"{prefix}_ecephys.nwb", **opts)
             written["scans"][(sub, session, run)] = {
-                "prefix": prefix, "bold": func / f"{prefix}_bold.nii.gz", "bold_data": bold,
-                "motion": np.round(motion, 6), "motion_path": func / f"{prefix}_motion.tsv",
-                "sidecar": func / f"{prefix}_bold.json", "nwb": ecephys / f"{prefix}_ecephys.nwb", **nwb}
+                "prefix": prefix,
+                "bold": func / f"{prefix}_bold.nii.gz",
+                "bold_data": bold,
+                "motion": np.round(motion, 6),
+                "motion_path": func / f"{prefix}_motion.tsv",
+                "sidecar": func / f"{prefix}_bold.json",
+                "nwb": ecephys / f"{prefix}_ecephys.nwb",
+                **nwb,
+            }
     return written

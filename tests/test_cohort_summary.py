@@ -16,14 +16,24 @@ def _group(n_scans=6, n_voxels=400, seed=0):
     rng = np.random.default_rng(seed)
     pattern = rng.standard_normal(n_voxels)
     seeds = pattern + rng.standard_normal((n_scans, n_voxels))
-    powers = {"delta": -0.3 * pattern + rng.standard_normal((n_scans, n_voxels)),
-              "gamma": 0.6 * pattern + rng.standard_normal((n_scans, n_voxels))}
+    powers = {
+        "delta": -0.3 * pattern + rng.standard_normal((n_scans, n_voxels)),
+        "gamma": 0.6 * pattern + rng.standard_normal((n_scans, n_voxels)),
+    }
     spatial = {b: np.array([np.corrcoef(p, s)[0, 1] for p, s in zip(m, seeds)]) for b, m in powers.items()}
     pearson = {"delta": rng.uniform(-0.3, 0.0, n_scans), "gamma": rng.uniform(0.2, 0.5, n_scans)}
     spearman = {"delta": pearson["delta"] + 0.01, "gamma": None}
-    return dict(subjects=[f"0{i % 3}" for i in range(n_scans)], seed_maps=seeds, bands=["delta", "gamma"],
-                spatial_r=spatial, power_maps=powers, metrics={"pearson": pearson, "spearman": spearman},
-                primary_metric="pearson", n_volumes=300, noise_ceiling=NC)
+    return dict(
+        subjects=[f"0{i % 3}" for i in range(n_scans)],
+        seed_maps=seeds,
+        bands=["delta", "gamma"],
+        spatial_r=spatial,
+        power_maps=powers,
+        metrics={"pearson": pearson, "spearman": spearman},
+        primary_metric="pearson",
+        n_volumes=300,
+        noise_ceiling=NC,
+    )
 
 
 def test_figures_match_independent_computations():
@@ -42,8 +52,9 @@ def test_figures_match_independent_computations():
         assert b["temporal_p"] == pytest.approx(stats.ttest_1samp(t, 0).pvalue)
         assert b["spatial_vs_temporal_t"] == pytest.approx(stats.ttest_rel(r, t).statistic)
         assert b["temporal_r_fisher"] == pytest.approx(np.tanh(np.arctanh(t).mean()))
-        assert b["inferred_true_r"] == pytest.approx(infer_true_r(t.mean(), cnr=1.3, n_trials=6, n_timepoints=300)
-                                                     ["true_r"])
+        assert b["inferred_true_r"] == pytest.approx(
+            infer_true_r(t.mean(), cnr=1.3, n_trials=6, n_timepoints=300)["true_r"]
+        )
         assert set(BAND_FIGURES) <= set(b)
     delta, gamma = out.bands
     assert delta["metrics"]["spearman"] == pytest.approx(g["metrics"]["spearman"]["delta"].mean())

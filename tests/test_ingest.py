@@ -60,6 +60,7 @@ def study(tmp_path):
 
 # ---------------------------------------------------------------- records match what was written
 
+
 def test_good_study_has_every_scan_and_no_error(good):
     _, _, records = good
     assert records.errors == []
@@ -71,8 +72,14 @@ def test_subjects_sessions_from_tsv(good):
     root, _, records = good
     subjects = {s["subject"]: s for s in records.subjects}
     assert set(subjects) == {"01", "02"}
-    assert subjects["02"] == {"subject": "02", "species": "Rattus norvegicus", "strain": "Long-Evans",
-                              "sex": "M", "age": "P91D", "weight_g": 351.0}
+    assert subjects["02"] == {
+        "subject": "02",
+        "species": "Rattus norvegicus",
+        "strain": "Long-Evans",
+        "sex": "M",
+        "age": "P91D",
+        "weight_g": 351.0,
+    }
     sessions = {(s["subject"], s["session"]): s for s in records.sessions}
     assert set(sessions) == {("01", SES), ("02", SES)}
     s = sessions[("01", SES)]
@@ -113,8 +120,12 @@ def test_lfp_records_match_files(good):
         np.testing.assert_allclose(lfp["volume_triggers"], w["volume_triggers"])
         np.testing.assert_allclose(lfp["slice_triggers"], w["slice_triggers"])
         assert lfp["volume_triggers"].dtype == np.float64
-        assert [(c["channel"], c["region"], c["electrode"]) for c in scan.channels] == \
-            [(0, "ACC", 0), (1, "ACC", 1), (2, "M1", 0), (3, "M1", 1)]
+        assert [(c["channel"], c["region"], c["electrode"]) for c in scan.channels] == [
+            (0, "ACC", 0),
+            (1, "ACC", 1),
+            (2, "M1", 0),
+            (3, "M1", 1),
+        ]
         assert all(c["subject"] == scan.key["subject"] and c["run"] == scan.key["run"] for c in scan.channels)
 
 
@@ -126,11 +137,18 @@ def test_implants_probes_atlas(good):
         ap, ml, dv, hemi = IMPLANTS[region]
         assert (row["ap_mm"], row["ml_mm"], row["dv_mm"], row["hemisphere"]) == (ap, ml, dv, hemi)
         assert row["probe_type"] == "MRCM2-tiny"
-    assert records.probe_types == [{"probe_type": "MRCM2-tiny", "manufacturer": "",
-                                    "probe_description": "NeuroNexus MRCM2-tiny 2-channel MR-compatible silicon probe",
-                                    "n_electrodes": 2}]
-    assert records.electrodes == [{"probe_type": "MRCM2-tiny", "electrode": 0, "depth_um": 0.0},
-                                  {"probe_type": "MRCM2-tiny", "electrode": 1, "depth_um": 50.0}]
+    assert records.probe_types == [
+        {
+            "probe_type": "MRCM2-tiny",
+            "manufacturer": "",
+            "probe_description": "NeuroNexus MRCM2-tiny 2-channel MR-compatible silicon probe",
+            "n_electrodes": 2,
+        }
+    ]
+    assert records.electrodes == [
+        {"probe_type": "MRCM2-tiny", "electrode": 0, "depth_um": 0.0},
+        {"probe_type": "MRCM2-tiny", "electrode": 1, "depth_um": 50.0},
+    ]
     a = records.atlas
     assert a["atlas"] == "tiny-atlas" and a["shape"] == list(SHAPE) and a["voxel_size_mm"] == [2.0, 2.0, 2.5]
     assert a["affine"].dtype == np.float64 and np.allclose(a["affine"], AFFINE)
@@ -163,11 +181,13 @@ def test_uncompressed_nii_accepted(study):
 
 # ---------------------------------------------------------------- sidecar inheritance
 
+
 def test_sidecar_inheritance(study):
     make_study(study)
     # subject level beats the root, the run's own beats both
-    (study / "sub-01" / "sub-01_task-rest_bold.json").write_text(json.dumps({"MagneticFieldStrength": 9.4,
-                                                                           "EchoTime": 0.02}))
+    (study / "sub-01" / "sub-01_task-rest_bold.json").write_text(
+        json.dumps({"MagneticFieldStrength": 9.4, "EchoTime": 0.02})
+    )
     run1 = study / rel(("01", SES, 1), "bold.json")
     run1.write_text(json.dumps({**json.loads(run1.read_text()), "EchoTime": 0.03}))
     records = read_study(study)
@@ -197,8 +217,9 @@ def test_repetition_time_missing_everywhere(study):
     side.write_text(json.dumps({"SliceTiming": [0, 0.3, 0.6]}))
     records = read_study(study)
     err = only_bad(records, [bad], rel(bad, "bold.json"), "RepetitionTime")
-    assert str(err) == (f"{rel(bad, 'bold.json')}: RepetitionTime: missing "
-                        "(also not in any inherited sidecar: task-rest_bold.json)")
+    assert str(err) == (
+        f"{rel(bad, 'bold.json')}: RepetitionTime: missing (also not in any inherited sidecar: task-rest_bold.json)"
+    )
 
 
 def test_repetition_time_differs_from_nifti(study):
@@ -218,6 +239,7 @@ def test_slice_timing_wrong_length(study):
 
 
 # ---------------------------------------------------------------- BOLD problems
+
 
 def test_bold_not_4d(study):
     make_study(study)
@@ -250,9 +272,11 @@ def test_motion_missing_wrong_columns_wrong_rows(study):
     missing, columns, rows = ("01", SES, 1), ("01", SES, 2), ("02", SES, 1)
     (study / rel(missing, "motion.tsv")).unlink()
     (study / rel(columns, "motion.tsv")).write_text(
-        "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\n" + "0\t0\t0\t0\t0\n" * 12)
+        "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\n" + "0\t0\t0\t0\t0\n" * 12
+    )
     (study / rel(rows, "motion.tsv")).write_text(
-        "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\trot_z\n" + "0\t0\t0\t0\t0\t0\n" * 11)
+        "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\trot_z\n" + "0\t0\t0\t0\t0\t0\n" * 11
+    )
     records = read_study(study)
     bad = [missing, columns, rows]
     only_bad(records, bad, rel(missing, "motion.tsv"), "file", "missing")
@@ -271,6 +295,7 @@ def test_motion_columns_in_other_order_are_reordered(study):
 
 
 # ---------------------------------------------------------------- NWB problems
+
 
 def test_nwb_missing_and_bold_missing(study):
     make_study(study)
@@ -328,12 +353,15 @@ def test_location_matches_roi_case_insensitively(study):
     assert records.errors == [] and records.scans[0].channels[0]["region"] == "ACC"
 
 
-@pytest.mark.parametrize("option, field, reason", [
-    ({"triggers": "none"}, "scanner_volumes", "missing"),
-    ({"n_volume_triggers": 10}, "scanner_volumes", "10 triggers but the BOLD run has 12 volumes"),
-    ({"n_slice_triggers": 35}, "scanner_slices", "35 triggers but the BOLD run has 12 volumes x 3 slices = 36"),
-    ({"trigger_shift": 5.0}, "scanner_volumes", "outside the recording"),
-])
+@pytest.mark.parametrize(
+    "option, field, reason",
+    [
+        ({"triggers": "none"}, "scanner_volumes", "missing"),
+        ({"n_volume_triggers": 10}, "scanner_volumes", "10 triggers but the BOLD run has 12 volumes"),
+        ({"n_slice_triggers": 35}, "scanner_slices", "35 triggers but the BOLD run has 12 volumes x 3 slices = 36"),
+        ({"trigger_shift": 5.0}, "scanner_volumes", "outside the recording"),
+    ],
+)
 def test_trigger_problems(study, option, field, reason):
     bad = ("02", SES, 2)
     make_study(study, nwb_options={("02", 2): option})
@@ -396,6 +424,7 @@ def test_probe_type_from_device(study, device, expected):
 
 # ---------------------------------------------------------------- subject / session problems
 
+
 def test_subject_missing_from_participants(study):
     make_study(study)
     tsv = study / "participants.tsv"
@@ -419,18 +448,22 @@ def test_session_state_not_known(study):
     records = read_study(study)
     assert records.scans == [] and records.sessions == []
     assert {(e.path, e.field) for e in records.errors} == {
-        ("sub-01/sub-01_sessions.tsv", "state"), ("sub-02/sub-02_sessions.tsv", "state")}
+        ("sub-01/sub-01_sessions.tsv", "state"),
+        ("sub-02/sub-02_sessions.tsv", "state"),
+    }
 
 
 def test_participant_na_filled_from_nwb(study):
     make_study(study, subjects=("01",), runs=(1,))
     (study / "participants.tsv").write_text(
-        "participant_id\tspecies\tstrain\tsex\tage\tweight_g\nsub-01\tRattus norvegicus\tn/a\tM\tP90D\tn/a\n")
+        "participant_id\tspecies\tstrain\tsex\tage\tweight_g\nsub-01\tRattus norvegicus\tn/a\tM\tP90D\tn/a\n"
+    )
     subject = read_study(study).subjects[0]
     assert subject["strain"] == "Long-Evans" and subject["weight_g"] == pytest.approx(350.0)
 
 
 # ---------------------------------------------------------------- study-level problems raise
+
 
 def test_no_participants_raises(study):
     make_study(study, subjects=("01",), runs=(1,))
@@ -458,6 +491,7 @@ def test_unreadable_atlas_raises(study):
 
 
 # ---------------------------------------------------------------- lazy readers
+
 
 @pytest.mark.parametrize("block_bytes", [32 << 20, 64])  # 64 bytes: many tiny blocks
 def test_read_lfp_matches_pynwb(good, monkeypatch, block_bytes):
@@ -544,12 +578,18 @@ def test_ingest_never_imports_datajoint():
 
     for path in (Path(__file__).parents[1] / "ingest").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(n.split(".")[0] == "datajoint" for n in names), path
 
 
 # ---------------------------------------------------------------- the simulator's study, read as a lab's
+
 
 def test_simulated_study_reads_clean(small_study):
     """lfpbold.simulate writes the layout contract; ingest reads it back without a single error."""
@@ -574,8 +614,9 @@ def test_simulated_study_reads_clean(small_study):
         assert scan.lfp["n_channels"] == lfp_truth["channels_per_implant"] * len(regions)
         assert sorted({c["region"] for c in scan.channels}) == sorted(regions)
     assert records.atlas["n_brain_voxels"] == truth["model"]["brain_voxels"]
-    assert [(p["probe_type"], p["n_electrodes"], p["manufacturer"]) for p in records.probe_types] == \
-        [("MRCM4-sim", lfp_truth["channels_per_implant"], "NeuroNexus")]
+    assert [(p["probe_type"], p["n_electrodes"], p["manufacturer"]) for p in records.probe_types] == [
+        ("MRCM4-sim", lfp_truth["channels_per_implant"], "NeuroNexus")
+    ]
     for implant in records.implants:
         ap, ml, dv, hemi = IMPLANTS[implant["region"]]
         assert (implant["ap_mm"], implant["ml_mm"], implant["dv_mm"], implant["hemisphere"]) == (ap, ml, dv, hemi)

@@ -60,8 +60,9 @@ def nothing(data, regressors):
 
 
 def _pip(*args):
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,16 @@ def lab_package(tmp_path_factory):
 def two_scans(tmp_path_factory):
     from lfpbold.simulate import simulate_study
 
-    return simulate_study(tmp_path_factory.mktemp("lab_study") / "study", subjects=1, sessions=1, scans=2,
-                          regions=("ACC",), states=("sedated",), seed=5, size="small")
+    return simulate_study(
+        tmp_path_factory.mktemp("lab_study") / "study",
+        subjects=1,
+        sessions=1,
+        scans=2,
+        regions=("ACC",),
+        states=("sedated",),
+        seed=5,
+        size="small",
+    )
 
 
 def test_the_registry_finds_the_installed_methods(lab_package):
@@ -120,15 +129,17 @@ def test_a_labs_metric_and_removal_method_become_result_columns(lab_package, emb
     # The stored per-scan value is Kendall's tau of what the table correlated (an independent computation).
     key = {"relation_paramset": number, "band": "gamma"}
     row = (analysis.TemporalCorrelation.Metric & key & {"metric": "kendall"}).to_dicts(limit=1)[0]
-    scan = {k: row[k] for k in ("subject", "session", "run", "region", "lfp_paramset", "band_paramset",
-                                "bold_paramset")}
+    scan = {
+        k: row[k] for k in ("subject", "session", "run", "region", "lfp_paramset", "band_paramset", "bold_paramset")
+    }
     regressor = (analysis.BandPower.Band & scan & key).fetch1("regressor")
     keep = (analysis.PreprocessedBold & scan).fetch1("keep")
     seed = (analysis.SeedMap & scan & key).fetch1("seed_ts")
     assert row["value"] == pytest.approx(kendalltau(regressor[keep], seed).statistic, abs=1e-12)
 
-    out = CliRunner().invoke(main, ["--prefix", embedded_db.prefix, "results", "--relation-paramset", str(number),
-                                    "--all-columns"])
+    out = CliRunner().invoke(
+        main, ["--prefix", embedded_db.prefix, "results", "--relation-paramset", str(number), "--all-columns"]
+    )
     assert out.exit_code == 0, out.output
     header = out.output.splitlines()[0].split()
     assert "kendall" in header and "removal_nothing_r" in header

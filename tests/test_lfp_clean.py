@@ -40,13 +40,22 @@ def scans(tmp_path_factory):
     without the MR gradient artifact."""
     root = tmp_path_factory.mktemp("lfp_clean")
     kw = dict(subjects=1, scans=1, regions=("M1",), seed=11, size="small")
-    return (_scan(simulate_study(root / "artifact", artifact=True, **kw)),
-            _scan(simulate_study(root / "clean", artifact=False, **kw)))
+    return (
+        _scan(simulate_study(root / "artifact", artifact=True, **kw)),
+        _scan(simulate_study(root / "clean", artifact=False, **kw)),
+    )
 
 
 def _run(scan, params=STUDY_PARAMS, n_jobs=1):
-    return clean_implant(scan["nwb"], series_path=SERIES, channels=scan["channels"], sfreq=scan["sfreq"],
-                         slice_onsets=scan["slices"], params=params, n_jobs=n_jobs)
+    return clean_implant(
+        scan["nwb"],
+        series_path=SERIES,
+        channels=scan["channels"],
+        sfreq=scan["sfreq"],
+        slice_onsets=scan["slices"],
+        params=params,
+        n_jobs=n_jobs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +98,9 @@ def band_agreement(scans, cleaned):
     q = int(scan["sfreq"] // STUDY_PARAMS["output_rate_hz"])
     freqs = _notch_freqs(60.0, 1.0 / np.median(np.diff(scan["slices"])), 300.0)
     raw = read_lfp(scan["nwb"], series_path=SERIES, channels=scan["channels"]).astype(np.float64)
-    stack = np.stack([decimate(notch_filter(ch, scan["sfreq"], freqs=freqs), q, ftype="fir", zero_phase=True)
-                      for ch in raw])
+    stack = np.stack(
+        [decimate(notch_filter(ch, scan["sfreq"], freqs=freqs), q, ftype="fir", zero_phase=True) for ch in raw]
+    )
     reference, _ = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
     assert rate == scan["sfreq"] / q == 1000.0
     assert combined.dtype == np.float32 and combined.shape == reference.shape
@@ -121,11 +131,17 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     scan = scans[0]
     q = int(scan["sfreq"] // 1000.0)
     raw = read_lfp(scan["nwb"], series_path=SERIES, channels=scan["channels"]).astype(np.float64)
-    stack = np.stack([
-        decimate(template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=60.0,
-                                     notch_max_hz=300.0), q, ftype="fir", zero_phase=True)
-        for ch in raw
-    ])
+    stack = np.stack(
+        [
+            decimate(
+                template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=60.0, notch_max_hz=300.0),
+                q,
+                ftype="fir",
+                zero_phase=True,
+            )
+            for ch in raw
+        ]
+    )
     combined, lags = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
     rate, got_combined, got_lags, per_channel = cleaned
     assert rate == scan["sfreq"] / q
@@ -148,8 +164,9 @@ def test_keep_channels_false_returns_no_channel_signals(scans):
     params = STUDY_PARAMS | {"keep_channels": False, "lfp_cleaning": {"method": "none"}}
     rate, combined, lags, per_channel = _run(scans[1], params=params)
     assert per_channel is None
-    assert combined.shape == (int(np.ceil(len(read_lfp(scans[1]["nwb"], series_path=SERIES, channels=[0])[0])
-                                          / (scans[1]["sfreq"] / rate))),)
+    assert combined.shape == (
+        int(np.ceil(len(read_lfp(scans[1]["nwb"], series_path=SERIES, channels=[0])[0]) / (scans[1]["sfreq"] / rate))),
+    )
     assert lags.shape == (len(scans[1]["channels"]),)
 
 
@@ -165,8 +182,16 @@ def test_keep_channels_false_returns_no_channel_signals(scans):
 )
 def test_clean_implant_rejects_bad_arguments(scans, change, match):
     scan = scans[1]
-    args = dict(series_path=SERIES, channels=scan["channels"], sfreq=scan["sfreq"], slice_onsets=scan["slices"],
-                params=STUDY_PARAMS) | change
+    args = (
+        dict(
+            series_path=SERIES,
+            channels=scan["channels"],
+            sfreq=scan["sfreq"],
+            slice_onsets=scan["slices"],
+            params=STUDY_PARAMS,
+        )
+        | change
+    )
     with pytest.raises(ValueError, match=match):
         clean_implant(scan["nwb"], **args)
 

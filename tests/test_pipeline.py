@@ -20,8 +20,19 @@ CLASSIC = ["delta", "theta", "alpha", "beta", "gamma"]
 def _counts():
     from lfpbold.schemas import acquisition as acq
 
-    return {t.__name__: len(t()) for t in (acq.Subject, acq.Session, acq.Implant, acq.Scan, acq.FMRIRun,
-                                           acq.LFPRecording, acq.LFPRecording.Channel, acq.Atlas.ROI)}
+    return {
+        t.__name__: len(t())
+        for t in (
+            acq.Subject,
+            acq.Session,
+            acq.Implant,
+            acq.Scan,
+            acq.FMRIRun,
+            acq.LFPRecording,
+            acq.LFPRecording.Channel,
+            acq.Atlas.ROI,
+        )
+    }
 
 
 def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
@@ -66,8 +77,17 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     assert all(r["success_count"] == 0 for r in populate(display_progress=False).values())  # nothing left
 
     df = results()
-    expected_cols = {"state", "region", "band", "spatial_r", "scanwise_spatial_r", "temporal_r", "temporal_t",
-                     "temporal_p", "n_scans"}
+    expected_cols = {
+        "state",
+        "region",
+        "band",
+        "spatial_r",
+        "scanwise_spatial_r",
+        "temporal_r",
+        "temporal_t",
+        "temporal_p",
+        "n_scans",
+    }
     assert expected_cols <= set(df.columns)
     assert set(df["band"]) == set(CLASSIC)
     assert set(df["region"]) == {"ACC", "M1"}
@@ -90,7 +110,7 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     seeds = [p for p in written if p.name.endswith("desc-seedmap_statmap.nii.gz")]
     assert len(seeds) == usable * 2
     row = analysis.SeedMap.to_dicts(limit=1)[0]
-    stem = (f"sub-{row['subject']}_ses-{row['session']}_task-rest_run-{row['run']}_space-")
+    stem = f"sub-{row['subject']}_ses-{row['session']}_task-rest_run-{row['run']}_space-"
     path = next(p for p in seeds if p.name.startswith(stem) and f"seed-{row['region']}_" in p.name)
     img = nib.load(path)
     from lfpbold.schemas import acquisition
@@ -106,8 +126,18 @@ def sedated_study(tmp_path_factory):
     from lfpbold.simulate import simulate_study
 
     out = tmp_path_factory.mktemp("sedated") / "study"
-    simulate_study(out, subjects=3, sessions=2, scans=3, regions=("ACC", "M1"), states=("sedated",), seed=11,
-                   size="small", true_temporal_r=0.59, cnr=1.3)
+    simulate_study(
+        out,
+        subjects=3,
+        sessions=2,
+        scans=3,
+        regions=("ACC", "M1"),
+        states=("sedated",),
+        seed=11,
+        size="small",
+        true_temporal_r=0.59,
+        cnr=1.3,
+    )
     return out
 
 
@@ -257,8 +287,9 @@ def test_cohort_rows_follow_new_scans(embedded_db, tmp_path):
     from lfpbold.schemas import cohort
     from lfpbold.simulate import simulate_study
 
-    study = simulate_study(tmp_path / "s", subjects=1, sessions=1, scans=3, regions=("ACC",), states=("sedated",),
-                           seed=3, size="small")
+    study = simulate_study(
+        tmp_path / "s", subjects=1, sessions=1, scans=3, regions=("ACC",), states=("sedated",), seed=3, size="small"
+    )
     held_back = tmp_path / "held_back"
     held_back.mkdir()
     run3 = [p for p in study.rglob("*run-3_*") if p.is_file()]

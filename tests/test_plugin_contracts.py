@@ -182,7 +182,11 @@ def _screening_as_tuple(motion, *, state):
     ("step", "func", "expected"),
     [
         ("lfp_removal", _removal_short_keep, "keep: expected shape (n_timepoints,) = (60,); got (59,)"),
-        ("lfp_removal", _removal_rows_not_kept, "cleaned: expected shape (keep.sum(), n_voxels) = (30, 8); got (60, 8)"),
+        (
+            "lfp_removal",
+            _removal_rows_not_kept,
+            "cleaned: expected shape (keep.sum(), n_voxels) = (30, 8); got (60, 8)",
+        ),
         ("temporal_metric", _metric_array, "expected a float scalar (Python or numpy); got ndarray of shape (1,)"),
         ("hrf", _hrf_nan, "kernel at dt=0.1 s: expected finite values for finite input; got 321 NaN or inf"),
         ("hrf", _hrf_ignores_delay, "expected a later response_delay (6 s vs 3 s) to move the peak later"),
@@ -195,8 +199,11 @@ def _screening_as_tuple(motion, *, state):
         ("lfp_cleaning", _cleaning_without_triggers, "raised TypeError on valid input"),
         ("motion_screening", _screening_without_reason, "an excluded run needs a reason; got ''"),
         ("motion_screening", _screening_as_tuple, "expected a dict with fd, keep, excluded and reason; got tuple"),
-        ("bold_preprocessing", _bold_ignores_sample_mask,
-         "cleaned (sample_mask keeping 57 of 60 volumes): expected shape (n_kept, n_brain_voxels) = (57, 32)"),
+        (
+            "bold_preprocessing",
+            _bold_ignores_sample_mask,
+            "cleaned (sample_mask keeping 57 of 60 volumes): expected shape (n_kept, n_brain_voxels) = (57, 32)",
+        ),
     ],
 )
 def test_broken_method_is_reported_by_name(registered, step, func, expected):
@@ -301,8 +308,13 @@ def test_cli_leaves_a_lab_step_without_contract_unchecked(registered):
 def test_plugins_never_import_datajoint():
     for path in PLUGINS_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(n.split(".")[0] == "datajoint" for n in names), path
 
 

@@ -39,8 +39,16 @@ def _nilearn_reference(scan, *, fwhm, global_signal, sample_mask=None):
     if global_signal:
         nuisance.append(brain_ts.mean(axis=1, dtype=float))
     confounds = np.column_stack([scan["motion"]] + nuisance)
-    return clean(brain_ts, detrend=True, standardize=None, confounds=confounds, sample_mask=sample_mask,
-                 low_pass=0.1, high_pass=0.01, t_r=T_R)
+    return clean(
+        brain_ts,
+        detrend=True,
+        standardize=None,
+        confounds=confounds,
+        sample_mask=sample_mask,
+        low_pass=0.1,
+        high_pass=0.01,
+        t_r=T_R,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,8 +66,7 @@ def test_fd_matches_explicit_power_formula():
     # rotations scale with the radius, translations do not
     rot_only = motion.copy()
     rot_only[:, :3] = 0
-    np.testing.assert_allclose(framewise_displacement(rot_only, radius_mm=50.0),
-                               10 * framewise_displacement(rot_only))
+    np.testing.assert_allclose(framewise_displacement(rot_only, radius_mm=50.0), 10 * framewise_displacement(rot_only))
 
 
 def test_fd_rejects_bad_shape():
@@ -130,9 +137,16 @@ def test_preprocess_matches_nilearn_in_one_go(scan, monkeypatch, global_signal):
     monkeypatch.setattr(bold_mod, "_SMOOTH_BLOCK", 13)
     monkeypatch.setattr(bold_mod, "_CLEAN_BLOCK", 17)
     original = scan["bold"].copy()
-    out = preprocess_bold(scan["bold"], t_r=T_R, brain_mask=scan["brain"], affine=AFFINE,
-                          motion=scan["motion"], wm_mask=scan["wm"], ventricle_mask=scan["csf"],
-                          global_signal=global_signal)
+    out = preprocess_bold(
+        scan["bold"],
+        t_r=T_R,
+        brain_mask=scan["brain"],
+        affine=AFFINE,
+        motion=scan["motion"],
+        wm_mask=scan["wm"],
+        ventricle_mask=scan["csf"],
+        global_signal=global_signal,
+    )
     expected = _nilearn_reference(scan, fwhm=0.75, global_signal=global_signal)
     assert out.dtype == np.float32 and out.shape == (90, scan["brain"].sum())
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
@@ -143,9 +157,16 @@ def test_preprocess_with_scrubbing_matches_nilearn(scan, monkeypatch):
     monkeypatch.setattr(bold_mod, "_CLEAN_BLOCK", 50)
     keep = np.ones(90, bool)
     keep[[0, 20, 21, 22, 60, 89]] = False
-    out = preprocess_bold(scan["bold"], t_r=T_R, brain_mask=scan["brain"], affine=AFFINE,
-                          motion=scan["motion"], wm_mask=scan["wm"], ventricle_mask=scan["csf"],
-                          sample_mask=keep)
+    out = preprocess_bold(
+        scan["bold"],
+        t_r=T_R,
+        brain_mask=scan["brain"],
+        affine=AFFINE,
+        motion=scan["motion"],
+        wm_mask=scan["wm"],
+        ventricle_mask=scan["csf"],
+        sample_mask=keep,
+    )
     expected = _nilearn_reference(scan, fwhm=0.75, global_signal=True, sample_mask=keep)
     assert out.shape == (84, scan["brain"].sum())
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
@@ -159,8 +180,16 @@ def test_preprocess_removes_motion_signal(scan):
     t = np.arange(90)
     wobble = np.sin(2 * np.pi * 0.05 * t)
     scan["motion"][:, 0] = 0.1 * wobble
-    args = dict(t_r=T_R, brain_mask=scan["brain"], affine=AFFINE, motion=scan["motion"],
-                wm_mask=scan["wm"], ventricle_mask=scan["csf"], fwhm=None, global_signal=False)
+    args = dict(
+        t_r=T_R,
+        brain_mask=scan["brain"],
+        affine=AFFINE,
+        motion=scan["motion"],
+        wm_mask=scan["wm"],
+        ventricle_mask=scan["csf"],
+        fwhm=None,
+        global_signal=False,
+    )
     moved = scan["bold"] + 5 * wobble.astype(np.float32)
     diff = preprocess_bold(moved, **args) - preprocess_bold(scan["bold"], **args)
     assert np.abs(diff - diff.mean(axis=0)).max() < 1e-3
@@ -171,11 +200,20 @@ def test_preprocess_removes_motion_signal(scan):
 def test_smoothing_uses_mm_through_affine(scan):
     # The same FWHM in mm spans 3 voxels of 0.5 mm but half a voxel of 3 mm: neighbouring
     # voxels (white noise to start with) become alike only in the first case.
-    args = dict(t_r=T_R, brain_mask=scan["brain"], motion=scan["motion"], wm_mask=scan["wm"],
-                ventricle_mask=scan["csf"], global_signal=False, fwhm=1.5)
+    args = dict(
+        t_r=T_R,
+        brain_mask=scan["brain"],
+        motion=scan["motion"],
+        wm_mask=scan["wm"],
+        ventricle_mask=scan["csf"],
+        global_signal=False,
+        fwhm=1.5,
+    )
     index = -np.ones(scan["brain"].shape, int)
     index[scan["brain"]] = np.arange(scan["brain"].sum())
-    pairs = [(index[x, y, z], index[x + 1, y, z]) for x, y, z in zip(*np.nonzero(scan["brain"][:-1] & scan["brain"][1:]))]
+    pairs = [
+        (index[x, y, z], index[x + 1, y, z]) for x, y, z in zip(*np.nonzero(scan["brain"][:-1] & scan["brain"][1:]))
+    ]
 
     def neighbour_r(out):
         return np.mean([np.corrcoef(out[:, i], out[:, j])[0, 1] for i, j in pairs])
@@ -187,10 +225,18 @@ def test_smoothing_uses_mm_through_affine(scan):
 def test_bandpass_only_matches_nilearn(scan):
     keep = np.ones(90, bool)
     keep[40:43] = False
-    out = bandpass_only(scan["bold"], t_r=T_R, brain_mask=scan["brain"], sample_mask=keep,
-                        motion=scan["motion"], wm_mask=scan["wm"])  # extra arguments ignored
-    expected = clean(scan["bold"][scan["brain"]].T, detrend=True, standardize=None, sample_mask=keep,
-                     low_pass=0.1, high_pass=0.01, t_r=T_R)
+    out = bandpass_only(
+        scan["bold"], t_r=T_R, brain_mask=scan["brain"], sample_mask=keep, motion=scan["motion"], wm_mask=scan["wm"]
+    )  # extra arguments ignored
+    expected = clean(
+        scan["bold"][scan["brain"]].T,
+        detrend=True,
+        standardize=None,
+        sample_mask=keep,
+        low_pass=0.1,
+        high_pass=0.01,
+        t_r=T_R,
+    )
     assert out.dtype == np.float32 and out.shape == (87, scan["brain"].sum())
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
@@ -206,8 +252,14 @@ def test_brain_mask_order_is_c_order(scan):
 
 
 def _call(scan, **overrides):
-    args = dict(t_r=T_R, brain_mask=scan["brain"], affine=AFFINE, motion=scan["motion"],
-                wm_mask=scan["wm"], ventricle_mask=scan["csf"])
+    args = dict(
+        t_r=T_R,
+        brain_mask=scan["brain"],
+        affine=AFFINE,
+        motion=scan["motion"],
+        wm_mask=scan["wm"],
+        ventricle_mask=scan["csf"],
+    )
     args.update(overrides)
     bold = args.pop("bold", scan["bold"])
     return preprocess_bold(bold, **args)
@@ -254,7 +306,8 @@ def test_smoothing_only_around_masks_matches_whole_field_of_view():
     csf = np.zeros_like(brain)
     csf[12, 10:12, 5] = True
     scan = dict(bold=bold, brain=brain, wm=wm, csf=csf, motion=rng.standard_normal((60, 6)) * 0.01)
-    out = preprocess_bold(bold, t_r=T_R, brain_mask=brain, affine=AFFINE, motion=scan["motion"],
-                          wm_mask=wm, ventricle_mask=csf, fwhm=1.2)
+    out = preprocess_bold(
+        bold, t_r=T_R, brain_mask=brain, affine=AFFINE, motion=scan["motion"], wm_mask=wm, ventricle_mask=csf, fwhm=1.2
+    )
     expected = _nilearn_reference(scan, fwhm=1.2, global_signal=True)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

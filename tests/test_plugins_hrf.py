@@ -65,11 +65,13 @@ def test_short_p_overrides_leading_defaults_only():
 @pytest.mark.parametrize("dt", [0.1, 1.0])
 @pytest.mark.parametrize(("d", "u"), [(4.0, 4.0), (2.25, 11.5), (8.0, 2.0)])
 def test_named_delays_replace_the_first_two_parameters(dt, d, u):
-    np.testing.assert_array_equal(spm_hrf(dt, response_delay=d, undershoot_delay=u),
-                                  spm_hrf(dt, p=(d, u, 1, 1, 6, 0, 32)))
+    np.testing.assert_array_equal(
+        spm_hrf(dt, response_delay=d, undershoot_delay=u), spm_hrf(dt, p=(d, u, 1, 1, 6, 0, 32))
+    )
     # and only those two: the other parameters still come from p
-    np.testing.assert_array_equal(spm_hrf(dt, p=SPM_DEFAULT_P, response_delay=d),
-                                  spm_hrf(dt, p=(d,) + SPM_DEFAULT_P[1:]))
+    np.testing.assert_array_equal(
+        spm_hrf(dt, p=SPM_DEFAULT_P, response_delay=d), spm_hrf(dt, p=(d,) + SPM_DEFAULT_P[1:])
+    )
 
 
 def test_a_later_response_delay_peaks_later():

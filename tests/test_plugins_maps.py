@@ -150,8 +150,9 @@ def test_shuffled_control_uses_circular_shifts_of_at_least_min_shift(rng):
     assert res["mean"] == pytest.approx(res["null"].mean())
     unrelated = shuffled_control(x, rng.standard_normal(300), n_shuffles=200)
     assert unrelated["p"] > 0.05
-    np.testing.assert_array_equal(shuffled_control(x, y, n_shuffles=20)["null"],
-                                  shuffled_control(x, y, n_shuffles=20)["null"])
+    np.testing.assert_array_equal(
+        shuffled_control(x, y, n_shuffles=20)["null"], shuffled_control(x, y, n_shuffles=20)["null"]
+    )
     with pytest.raises(ValueError, match="too few for circular shifts of at least 30 samples"):
         shuffled_control(x[:50], y[:50])
 
@@ -175,8 +176,17 @@ def test_hrf_sweep_matches_explicit_loop(rng):
     seed_map = pattern + 0.3 * rng.standard_normal(6)
     seed_map[0] = np.nan
     delays, undershoots = np.array([3.0, 5.0, 6.5]), np.array([6.0, 8.0])
-    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, response_delays=delays,
-                    undershoot_delays=undershoots, seed_map=seed_map)
+    res = hrf_sweep(
+        power,
+        times,
+        onsets,
+        1.0,
+        bold,
+        roi=roi,
+        response_delays=delays,
+        undershoot_delays=undershoots,
+        seed_map=seed_map,
+    )
     local = bold[:, roi].mean(axis=1)
     for i, d in enumerate(delays):
         for j, u in enumerate(undershoots):
@@ -227,8 +237,7 @@ def test_hrf_sweep_defaults_are_todays_spm_sweep_bit_for_bit(rng):
     roi = np.arange(6) >= 4
     seed_map = pattern + 0.3 * rng.standard_normal(6)
     delays, undershoots = np.arange(2, 8.001, 0.25), np.arange(2, 12.001, 0.5)
-    temporal_r, spatial_r = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, RODENT_P,
-                                          seed_map)
+    temporal_r, spatial_r = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, RODENT_P, seed_map)
     res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, seed_map=seed_map)
     np.testing.assert_array_equal(res["temporal_r"], temporal_r)
     np.testing.assert_array_equal(res["spatial_r"], spatial_r)
@@ -239,8 +248,18 @@ def test_hrf_sweep_takes_the_hrf_method_and_its_params(rng):
     roi = np.arange(6) >= 4
     delays, undershoots = np.array([3.0, 5.0]), np.array([6.0, 9.0])
     human = {"p": (6.0, 16.0, 1.0, 1.0, 6.0, 0.0, 32.0)}
-    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, response_delays=delays, undershoot_delays=undershoots,
-                    hrf=spm_hrf, hrf_params=human)
+    res = hrf_sweep(
+        power,
+        times,
+        onsets,
+        1.0,
+        bold,
+        roi=roi,
+        response_delays=delays,
+        undershoot_delays=undershoots,
+        hrf=spm_hrf,
+        hrf_params=human,
+    )
     reference = _todays_sweep(power, times, onsets, 1.0, bold, roi, delays, undershoots, human["p"], pattern)[0]
     np.testing.assert_array_equal(res["temporal_r"], reference)
 
@@ -250,21 +269,34 @@ def test_hrf_sweep_takes_the_hrf_method_and_its_params(rng):
         kernel = ((t >= response_delay) & (t < response_delay + width)).astype(float)
         return kernel / kernel.sum()
 
-    res = hrf_sweep(power, times, onsets, 1.0, bold, roi=roi, response_delays=delays, undershoot_delays=undershoots,
-                    hrf=boxcar, hrf_params={"width": 3.0})
+    res = hrf_sweep(
+        power,
+        times,
+        onsets,
+        1.0,
+        bold,
+        roi=roi,
+        response_delays=delays,
+        undershoot_delays=undershoots,
+        hrf=boxcar,
+        hrf_params={"width": 3.0},
+    )
     local = bold[:, roi].mean(axis=1)
     step = float(np.median(np.diff(times)))  # the sweep samples the kernel at the power's own step
     for i, d in enumerate(delays):
-        reg = hrf_regressor(power, times, onsets, 1.0, kernel=boxcar(step, response_delay=d, undershoot_delay=0,
-                                                                      width=3.0))[1]
+        reg = hrf_regressor(
+            power, times, onsets, 1.0, kernel=boxcar(step, response_delay=d, undershoot_delay=0, width=3.0)
+        )[1]
         assert res["temporal_r"][i] == pytest.approx([pearsonr(reg, local).statistic] * 2, abs=1e-9)
 
 
 def test_hrf_sweep_rejects_an_hrf_without_delays(rng):
     power, times, onsets, bold, _ = _sweep_case(rng)
     with pytest.raises(ValueError, match="takes response_delay and undershoot_delay.*fixed_kernel does not"):
+
         def fixed_kernel(dt, **params):
             return np.ones(3) / 3
+
         hrf_sweep(power, times, onsets, 1.0, bold, roi=np.ones(6, bool), hrf=fixed_kernel)
 
 

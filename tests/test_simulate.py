@@ -55,8 +55,9 @@ def study(tmp_path_factory):
     """One rat, a sedated and an awake session of two runs each, both implants, artifacts on."""
     out = tmp_path_factory.mktemp("sim") / "study"
     lines = []
-    simulate_study(out, subjects=1, sessions=1, scans=2, states=("sedated", "awake"), seed=11,
-                   artifact=True, progress=lines.append)
+    simulate_study(
+        out, subjects=1, sessions=1, scans=2, states=("sedated", "awake"), seed=11, artifact=True, progress=lines.append
+    )
     assert lines, "progress callback was never called"
     return out
 
@@ -70,16 +71,29 @@ def tiny(tmp_path_factory):
 
 def test_layout_files_exist(study):
     expected = [
-        "dataset_description.json", "participants.tsv", "task-rest_bold.json", "ground_truth.json",
-        "atlas/atlas.json", "atlas/atlas_desc-brain_mask.nii.gz", "atlas/atlas_desc-wm_mask.nii.gz",
-        "atlas/atlas_desc-ventricles_mask.nii.gz", "atlas/atlas_desc-ACC_roi.nii.gz", "atlas/atlas_desc-M1_roi.nii.gz",
-        "atlas/truth_desc-ACC_network.nii.gz", "atlas/truth_desc-M1_network.nii.gz", "sub-01/sub-01_sessions.tsv",
+        "dataset_description.json",
+        "participants.tsv",
+        "task-rest_bold.json",
+        "ground_truth.json",
+        "atlas/atlas.json",
+        "atlas/atlas_desc-brain_mask.nii.gz",
+        "atlas/atlas_desc-wm_mask.nii.gz",
+        "atlas/atlas_desc-ventricles_mask.nii.gz",
+        "atlas/atlas_desc-ACC_roi.nii.gz",
+        "atlas/atlas_desc-M1_roi.nii.gz",
+        "atlas/truth_desc-ACC_network.nii.gz",
+        "atlas/truth_desc-M1_network.nii.gz",
+        "sub-01/sub-01_sessions.tsv",
     ]
     for ses in ("sedated01", "awake01"):
         for run in (1, 2):
             stem = STEM.format(ses=ses, run=run)
-            expected += [f"sub-01/ses-{ses}/func/{stem}_bold.nii.gz", f"sub-01/ses-{ses}/func/{stem}_bold.json",
-                         f"sub-01/ses-{ses}/func/{stem}_motion.tsv", f"sub-01/ses-{ses}/ecephys/{stem}_ecephys.nwb"]
+            expected += [
+                f"sub-01/ses-{ses}/func/{stem}_bold.nii.gz",
+                f"sub-01/ses-{ses}/func/{stem}_bold.json",
+                f"sub-01/ses-{ses}/func/{stem}_motion.tsv",
+                f"sub-01/ses-{ses}/ecephys/{stem}_ecephys.nwb",
+            ]
     missing = [p for p in expected if not (study / p).is_file()]
     assert not missing
     assert not (study / "sub-02").exists()
@@ -113,8 +127,10 @@ def test_nifti_grid_and_masks(study):
     brain = np.asarray(brain_img.dataobj)
     assert brain.shape == SMALL.grid and brain.dtype == np.uint8 and set(np.unique(brain)) == {0, 1}
     assert brain_img.header.get_zooms() == SMALL.voxel_mm
-    masks = {n: np.asarray(nib.load(study / f"atlas/atlas_desc-{n}.nii.gz").dataobj).astype(bool)
-             for n in ("wm_mask", "ventricles_mask", "ACC_roi", "M1_roi")}
+    masks = {
+        n: np.asarray(nib.load(study / f"atlas/atlas_desc-{n}.nii.gz").dataobj).astype(bool)
+        for n in ("wm_mask", "ventricles_mask", "ACC_roi", "M1_roi")
+    }
     for name, m in masks.items():
         assert m.any(), name
         assert brain[m].all(), name
@@ -190,20 +206,20 @@ def test_gradient_artifact_locked_to_slices(study):
         io.close()
     fs = SMALL.fs
     data -= data[: int(30 * fs)].mean(0)
-    before = data[int(5 * fs): int(35 * fs)]
-    during = data[int((SMALL.lead_s + 10) * fs): int((SMALL.lead_s + 250) * fs)]
-    after = data[int((SMALL.lead_s + SMALL.n_volumes + 0.5) * fs):]
+    before = data[int(5 * fs) : int(35 * fs)]
+    during = data[int((SMALL.lead_s + 10) * fs) : int((SMALL.lead_s + 250) * fs)]
+    after = data[int((SMALL.lead_s + SMALL.n_volumes + 0.5) * fs) :]
     ratio = np.sqrt((during**2).mean(0)) / np.sqrt((before**2).mean(0))
     assert ratio.min() >= 100
     assert np.sqrt((after**2).mean(0)).max() < 3 * np.sqrt((before**2).mean(0)).max()
     # Every slice carries the same waveform: the two halves' templates agree.
     seg = int(SMALL.t_r / SMALL.n_slices * fs) - 4
     idx = np.round(slices * fs).astype(int)
-    segs = np.stack([data[i: i + seg, 0] for i in idx])
+    segs = np.stack([data[i : i + seg, 0] for i in idx])
     half = len(segs) // 2
     assert np.corrcoef(segs[:half].mean(0), segs[half:].mean(0))[0, 1] > 0.999
     # ...and a template shifted by a quarter slice does not match: it is locked to the triggers.
-    shifted = np.stack([data[i + seg // 4: i + seg // 4 + seg, 0] for i in idx[:half]])
+    shifted = np.stack([data[i + seg // 4 : i + seg // 4 + seg, 0] for i in idx[:half]])
     assert abs(np.corrcoef(segs[:half].mean(0), shifted.mean(0))[0, 1]) < 0.9
 
 
@@ -216,7 +232,7 @@ def test_artifact_off_by_default_in_small(tiny):
     finally:
         io.close()
     rms = lambda a: np.sqrt(((a - a.mean(0)) ** 2).mean(0))  # noqa: E731
-    before, during = data[: int(35 * SMALL.fs)], data[int(50 * SMALL.fs): int(300 * SMALL.fs)]
+    before, during = data[: int(35 * SMALL.fs)], data[int(50 * SMALL.fs) : int(300 * SMALL.fs)]
     assert np.all(rms(during) < 2 * rms(before))
     assert 30e-6 < rms(before).mean() < 300e-6  # ~100 uV scale
 
@@ -229,8 +245,17 @@ def test_ground_truth(study):
     assert len(truth["scans"]) == 4
     seeds = set()
     for scan in truth["scans"]:
-        assert {"subject", "session", "run", "state", "seed", "implants", "artifact", "excluded_expected",
-                "n_volumes"} <= set(scan)
+        assert {
+            "subject",
+            "session",
+            "run",
+            "state",
+            "seed",
+            "implants",
+            "artifact",
+            "excluded_expected",
+            "n_volumes",
+        } <= set(scan)
         assert scan["artifact"] is True and scan["n_volumes"] == SMALL.n_volumes
         assert [i["region"] for i in scan["implants"]] == ["ACC", "M1"]
         for imp in scan["implants"]:
@@ -289,8 +314,7 @@ def test_deterministic(tiny, tmp_path):
     assert np.array_equal(a, b) and id_a == id_b
     assert not np.array_equal(a, c) and id_a != id_c
     assert not np.array_equal(bold(tiny), bold(other))
-    assert (json.loads((tiny / "ground_truth.json").read_text())
-            == json.loads((again / "ground_truth.json").read_text()))
+    assert json.loads((tiny / "ground_truth.json").read_text()) == json.loads((again / "ground_truth.json").read_text())
 
 
 def test_lfp_stream_independent_of_read_pattern():
@@ -337,8 +361,9 @@ def test_expected_observed_r_empirical():
         for region in ("ACC", "M1"):
             y = bold[atlas.rois[region]].mean(0)[:, None]
             y = clean(y, detrend=True, standardize=None, low_pass=0.1, high_pass=0.01, t_r=SMALL.t_r)[:, 0]
-            _, x = hrf_regressor(lat["regions"][region]["gamma_drive"], lat["power_times"], lat["volume_onsets"],
-                                 SMALL.t_r)
+            _, x = hrf_regressor(
+                lat["regions"][region]["gamma_drive"], lat["power_times"], lat["volume_onsets"], SMALL.t_r
+            )
             rs.append(np.corrcoef(x, y)[0, 1])
     assert np.mean(rs) == pytest.approx(expected_temporal_r(0.59, 1.3), abs=0.05)
     assert expected_temporal_r(0.59, 1.3) == pytest.approx(0.37, abs=0.005)

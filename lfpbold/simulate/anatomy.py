@@ -15,8 +15,7 @@ from scipy import ndimage
 
 from lfpbold.simulate.sizes import SIZES, Size
 
-__all__ = ["BRAIN_CENTRE", "BRAIN_SEMI", "KNOWN_IMPLANTS", "implant_coordinates", "grid_affine", "Atlas",
-           "build_atlas"]
+__all__ = ["BRAIN_CENTRE", "BRAIN_SEMI", "KNOWN_IMPLANTS", "implant_coordinates", "grid_affine", "Atlas", "build_atlas"]
 
 # Brain ellipsoid (world mm): centre and semi-axes along (ML, AP, DV).
 BRAIN_CENTRE = (0.0, -3.5, -5.5)
@@ -25,27 +24,70 @@ BRAIN_SEMI = (8.0, 10.0, 5.5)
 # Implants of the study, and the distant blobs of each region's resting-state network
 # ((AP, ML, DV) mm, weight, description). Other names: see :func:`implant_coordinates`.
 KNOWN_IMPLANTS = {
-    "ACC": {"hemisphere": "right", "ap": 1.5, "ml": 0.5, "dv": -2.8, "connected": [
-        (1.5, -0.5, -2.8, 0.9, "left ACC (homotopic)"),
-        (-5.5, 0.7, -1.8, 0.8, "right retrosplenial cortex"),
-        (-5.5, -0.7, -1.8, 0.7, "left retrosplenial cortex"),
-    ]},
-    "M1": {"hemisphere": "left", "ap": 3.2, "ml": -3.0, "dv": -2.8, "connected": [
-        (3.2, 3.0, -2.8, 0.9, "right M1 (homotopic)"),
-        (-1.0, -4.5, -2.5, 0.7, "left S1"),
-        (0.5, -3.5, -5.2, 0.6, "left caudate putamen"),
-    ]},
+    "ACC": {
+        "hemisphere": "right",
+        "ap": 1.5,
+        "ml": 0.5,
+        "dv": -2.8,
+        "connected": [
+            (1.5, -0.5, -2.8, 0.9, "left ACC (homotopic)"),
+            (-5.5, 0.7, -1.8, 0.8, "right retrosplenial cortex"),
+            (-5.5, -0.7, -1.8, 0.7, "left retrosplenial cortex"),
+        ],
+    },
+    "M1": {
+        "hemisphere": "left",
+        "ap": 3.2,
+        "ml": -3.0,
+        "dv": -2.8,
+        "connected": [
+            (3.2, 3.0, -2.8, 0.9, "right M1 (homotopic)"),
+            (-1.0, -4.5, -2.5, 0.7, "left S1"),
+            (0.5, -3.5, -5.2, 0.6, "left caudate putamen"),
+        ],
+    },
     # Made up but plausible, for labs that implant elsewhere.
-    "S1": {"hemisphere": "left", "ap": -1.0, "ml": -4.5, "dv": -2.5, "connected": [
-        (-1.0, 4.5, -2.5, 0.9, "right S1 (homotopic)"), (3.2, -3.0, -2.8, 0.7, "left M1")]},
-    "CPu": {"hemisphere": "left", "ap": 0.5, "ml": -3.5, "dv": -5.2, "connected": [
-        (0.5, 3.5, -5.2, 0.9, "right CPu (homotopic)"), (3.2, -3.0, -2.8, 0.6, "left M1")]},
-    "RSC": {"hemisphere": "right", "ap": -5.5, "ml": 0.7, "dv": -1.8, "connected": [
-        (-5.5, -0.7, -1.8, 0.9, "left RSC (homotopic)"), (1.5, 0.5, -2.8, 0.7, "right ACC")]},
-    "HPC": {"hemisphere": "left", "ap": -3.8, "ml": -2.5, "dv": -3.2, "connected": [
-        (-3.8, 2.5, -3.2, 0.9, "right dorsal hippocampus (homotopic)"), (-5.5, -0.7, -1.8, 0.6, "left RSC")]},
-    "V1": {"hemisphere": "left", "ap": -7.0, "ml": -3.5, "dv": -1.8, "connected": [
-        (-7.0, 3.5, -1.8, 0.9, "right V1 (homotopic)"), (-3.8, -2.5, -3.2, 0.5, "left dorsal hippocampus")]},
+    "S1": {
+        "hemisphere": "left",
+        "ap": -1.0,
+        "ml": -4.5,
+        "dv": -2.5,
+        "connected": [(-1.0, 4.5, -2.5, 0.9, "right S1 (homotopic)"), (3.2, -3.0, -2.8, 0.7, "left M1")],
+    },
+    "CPu": {
+        "hemisphere": "left",
+        "ap": 0.5,
+        "ml": -3.5,
+        "dv": -5.2,
+        "connected": [(0.5, 3.5, -5.2, 0.9, "right CPu (homotopic)"), (3.2, -3.0, -2.8, 0.6, "left M1")],
+    },
+    "RSC": {
+        "hemisphere": "right",
+        "ap": -5.5,
+        "ml": 0.7,
+        "dv": -1.8,
+        "connected": [(-5.5, -0.7, -1.8, 0.9, "left RSC (homotopic)"), (1.5, 0.5, -2.8, 0.7, "right ACC")],
+    },
+    "HPC": {
+        "hemisphere": "left",
+        "ap": -3.8,
+        "ml": -2.5,
+        "dv": -3.2,
+        "connected": [
+            (-3.8, 2.5, -3.2, 0.9, "right dorsal hippocampus (homotopic)"),
+            (-5.5, -0.7, -1.8, 0.6, "left RSC"),
+        ],
+    },
+    "V1": {
+        "hemisphere": "left",
+        "ap": -7.0,
+        "ml": -3.5,
+        "dv": -1.8,
+        "connected": [
+            (-7.0, 3.5, -1.8, 0.9, "right V1 (homotopic)"),
+            (-3.8, -2.5, -3.2, 0.5, "left dorsal hippocampus"),
+        ],
+    },
 }
 
 
@@ -69,10 +111,16 @@ def implant_coordinates(region: str) -> dict:
     ap = round(-6.0 + 9.0 * frac[0], 1)
     ml = round(-4.5 + 3.0 * frac[1], 1)
     dv = round(-5.0 + 3.0 * frac[2], 1)
-    return {"hemisphere": "left", "ap": ap, "ml": ml, "dv": dv, "connected": [
-        (ap, -ml, dv, 0.9, f"right {region} (homotopic)"),
-        (ap - 4.0, ml, dv, 0.6, f"{region}, 4 mm posterior"),
-    ]}
+    return {
+        "hemisphere": "left",
+        "ap": ap,
+        "ml": ml,
+        "dv": dv,
+        "connected": [
+            (ap, -ml, dv, 0.9, f"right {region} (homotopic)"),
+            (ap - 4.0, ml, dv, 0.6, f"{region}, 4 mm posterior"),
+        ],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,6 +283,17 @@ def build_atlas(size: Size | str, regions, seed: int = 0) -> Atlas:
     field_ /= field_[brain].std() if field_[brain].std() > 0 else 1.0
     s0 = np.where(brain, 1000.0 * (1.0 + 0.05 * field_), 20.0)
     s0 = np.where(ventricles, 1250.0, np.where(wm, 900.0, s0))
-    return Atlas(size=size, affine=grid_affine(size), brain=brain, wm=wm, ventricles=ventricles, rois=rois,
-                 patterns=patterns, local=local, global_profile=global_profile, edge=edge, s0=s0, implants=implants)
-
+    return Atlas(
+        size=size,
+        affine=grid_affine(size),
+        brain=brain,
+        wm=wm,
+        ventricles=ventricles,
+        rois=rois,
+        patterns=patterns,
+        local=local,
+        global_profile=global_profile,
+        edge=edge,
+        s0=s0,
+        implants=implants,
+    )

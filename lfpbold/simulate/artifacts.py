@@ -80,8 +80,15 @@ def slice_schedule(size: Size, scan_seed: int) -> tuple[np.ndarray, np.ndarray]:
     return starts + rng.integers(-1, 2, starts.size), 1.0 + rng.uniform(-0.02, 0.02, starts.size)
 
 
-def add_gradient_artifact(out: np.ndarray, n0: int, *, waveform: np.ndarray, slice_starts: np.ndarray,
-                          slice_amps: np.ndarray, channel_amps: np.ndarray) -> None:
+def add_gradient_artifact(
+    out: np.ndarray,
+    n0: int,
+    *,
+    waveform: np.ndarray,
+    slice_starts: np.ndarray,
+    slice_amps: np.ndarray,
+    channel_amps: np.ndarray,
+) -> None:
     """Add, in place, every slice's artifact that overlaps ``out`` (samples ``n0:n0 + len(out)``).
 
     A slice that starts before the block and runs into it contributes its tail, so blocks can be
@@ -103,6 +110,6 @@ def add_gradient_artifact(out: np.ndarray, n0: int, *, waveform: np.ndarray, sli
     for s, a in zip(slice_starts[first:last], slice_amps[first:last]):
         lo, hi = max(s, n0), min(s + length, n1)
         if hi > lo:
-            acc[lo - n0:hi - n0] += a * waveform[lo - s:hi - s]
+            acc[lo - n0 : hi - n0] += a * waveform[lo - s : hi - s]
     if acc.any():
         out += (acc[:, None] * channel_amps[None, :]).astype(np.float32)

@@ -70,16 +70,21 @@ class LfpStream:
         self.gains = setup.uniform(0.9, 1.1, self.n_channels)
         self.dc = setup.normal(0, 2e-4, self.n_channels)
         self.art_gain = setup.uniform(0.8, 1.2, self.n_channels) * np.where(setup.random(self.n_channels) < 0.5, -1, 1)
-        self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos")
-                    for b, lim in CLASSIC_BANDS.items()}
+        self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos") for b, lim in CLASSIC_BANDS.items()}
         self.sos["background"] = signal.butter(1, 1.0, btype="lowpass", fs=fs, output="sos")
         n_imp = int(20 * fs)
         self.scale = {b: 1.0 / math.sqrt(_impulse_variance(s, n_imp)) for b, s in self.sos.items()}
         times = latents["power_times"]
-        self.env = {r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in CLASSIC_BANDS], axis=1)))
-                    for r, lat in latents["regions"].items()}
-        self.nominal_rms = math.sqrt(sum(v**2 for v in BAND_RMS.values()) + BACKGROUND_RMS**2
-                                     + CHANNEL_NOISE_RMS**2 + sum(a**2 / 2 for a in LINE_NOISE.values()))
+        self.env = {
+            r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in CLASSIC_BANDS], axis=1)))
+            for r, lat in latents["regions"].items()
+        }
+        self.nominal_rms = math.sqrt(
+            sum(v**2 for v in BAND_RMS.values())
+            + BACKGROUND_RMS**2
+            + CHANNEL_NOISE_RMS**2
+            + sum(a**2 / 2 for a in LINE_NOISE.values())
+        )
         self.waveform = gradient_artifact_waveform(self.size)
         self.art_amp = ARTIFACT_TO_LFP_RMS * self.nominal_rms
         self.slice_starts, self.slice_amps = slice_schedule(self.size, self.seed)
@@ -117,11 +122,17 @@ class LfpStream:
             for k in range(nch):
                 ch = ri * nch + k
                 lag = self.lags[ch]
-                out[:, ch] = self.gains[ch] * ext[4 - lag: 4 - lag + n] + self.dc[ch]
-            out[:, ri * nch:(ri + 1) * nch] += noise
+                out[:, ch] = self.gains[ch] * ext[4 - lag : 4 - lag + n] + self.dc[ch]
+            out[:, ri * nch : (ri + 1) * nch] += noise
         if self.artifact:
-            add_gradient_artifact(out, n0, waveform=self.waveform, slice_starts=self.slice_starts,
-                                  slice_amps=self.slice_amps, channel_amps=self.art_amp * self.art_gain)
+            add_gradient_artifact(
+                out,
+                n0,
+                waveform=self.waveform,
+                slice_starts=self.slice_starts,
+                slice_amps=self.slice_amps,
+                channel_amps=self.art_amp * self.art_gain,
+            )
         self._pos += n
         return out
 
@@ -132,8 +143,10 @@ class LfpStream:
             self._reset()
         while self._pos < stop:
             self._blocks.append((self._pos, self._next_block()))
-        parts = [arr[max(start - b0, 0): max(min(stop - b0, arr.shape[0]), 0)]
-                 for b0, arr in self._blocks if b0 + arr.shape[0] > start and b0 < stop]
+        parts = [
+            arr[max(start - b0, 0) : max(min(stop - b0, arr.shape[0]), 0)]
+            for b0, arr in self._blocks
+            if b0 + arr.shape[0] > start and b0 < stop
+        ]
         self._blocks = [(b0, arr) for b0, arr in self._blocks if b0 + arr.shape[0] > stop]
         return np.concatenate(parts, axis=0) if parts else np.empty((0, self.n_channels), np.float32)
-

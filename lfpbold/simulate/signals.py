@@ -17,9 +17,21 @@ from lfpbold.plugins.noise_ceiling import expected_trial_r
 from lfpbold.simulate.anatomy import Atlas
 from lfpbold.simulate.sizes import SIZES, Size
 
-__all__ = ["BAND_COUPLING", "BAND_RMS", "POWER_DEPTH", "POWER_FLOOR", "DRIVE_BAND", "POWER_STEP", "HEAD_RADIUS_MM",
-           "volume_onsets", "slice_onsets", "expected_temporal_r", "simulate_latents", "simulate_motion",
-           "simulate_bold"]
+__all__ = [
+    "BAND_COUPLING",
+    "BAND_RMS",
+    "POWER_DEPTH",
+    "POWER_FLOOR",
+    "DRIVE_BAND",
+    "POWER_STEP",
+    "HEAD_RADIUS_MM",
+    "volume_onsets",
+    "slice_onsets",
+    "expected_temporal_r",
+    "simulate_latents",
+    "simulate_motion",
+    "simulate_bold",
+]
 
 #: Lower bands carry ``-k * z``: chosen so the expected observed r at c=0.59, CNR=1.3 is
 #: about -0.20/-0.19/-0.11/-0.06 (delta/theta/alpha/beta), the study's M1 values.
@@ -179,8 +191,14 @@ def simulate_latents(scan_seed: int, *, size="small", regions=("ACC", "M1"), tru
             d_b = _standardize(-k * z / z.std() + math.sqrt(1.0 - k**2) * n_b)
             power[band] = BAND_RMS[band] ** 2 * np.maximum(1.0 + POWER_DEPTH * d_b, POWER_FLOOR)
         out["regions"][region] = {
-            "z": z, "w": w, "gamma_drive": drive, "power": power,
-            "g": g, "h": h, "e": e, "s": c * g + math.sqrt(max(0.0, 1.0 - c**2)) * h,
+            "z": z,
+            "w": w,
+            "gamma_drive": drive,
+            "power": power,
+            "g": g,
+            "h": h,
+            "e": e,
+            "s": c * g + math.sqrt(max(0.0, 1.0 - c**2)) * h,
         }
     return out
 
@@ -215,7 +233,7 @@ def simulate_motion(scan_seed: int, state: str, n_volumes: int) -> np.ndarray:
             dur = int(rng.integers(1, 6))
             jump = rng.normal(0, 1, 6) * np.array([0.12, 0.12, 0.2, 0.008, 0.008, 0.006])
             if rng.random() < 0.7:  # transient: the head comes back
-                motion[onset:onset + dur] += jump
+                motion[onset : onset + dur] += jump
             else:  # step: it stays
                 motion[onset:] += jump
     motion[:, :3] = np.round(motion[:, :3], 6)
@@ -280,8 +298,7 @@ def simulate_bold(atlas: Atlas, latents: dict, motion: np.ndarray, scan_seed: in
     bold = np.empty((brain.size, n_vol), dtype=np.float32)
     outside = np.flatnonzero(~brain.ravel())
     for lo in range(0, outside.size, 8192):  # thermal noise outside the brain, in pieces to bound memory
-        part = outside[lo:lo + 8192]
+        part = outside[lo : lo + 8192]
         bold[part] = atlas.s0.ravel()[part, None] + 5.0 * rng.standard_normal((part.size, n_vol), dtype=np.float32)
     bold[idx] = s0[:, None] * (1.0 + pct / 100.0)
     return bold.reshape(*brain.shape, n_vol)
-

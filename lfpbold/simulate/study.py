@@ -60,40 +60,69 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
 
 def _fd_rule() -> dict:
     """The FD screening the truth's ``excluded_expected`` follows: the plugins' defaults, the study's rule."""
-    rule = {name: p.default for func in (framewise_displacement, screen_motion)
-            for name, p in inspect.signature(func).parameters.items() if p.default is not p.empty}
+    rule = {
+        name: p.default
+        for func in (framewise_displacement, screen_motion)
+        for name, p in inspect.signature(func).parameters.items()
+        if p.default is not p.empty
+    }
     before, after = rule["neighbours"]
-    return {"head_radius_mm": rule["radius_mm"], "threshold_mm": rule["threshold_mm"],
-            "awake_max_scrubbed": rule["max_scrub_fraction"],
-            "scrub_neighbours": before if before == after else [before, after]}
+    return {
+        "head_radius_mm": rule["radius_mm"],
+        "threshold_mm": rule["threshold_mm"],
+        "awake_max_scrubbed": rule["max_scrub_fraction"],
+        "scrub_neighbours": before if before == after else [before, after],
+    }
 
 
 def _expected_r(true_temporal_r, cnr) -> dict:
     """The expected observed r, gamma and by band, as the truth records it (study-wide and per implant)."""
-    return {"expected_observed_temporal_r": expected_temporal_r(true_temporal_r, cnr),
-            "expected_observed_temporal_r_by_band": {b: expected_temporal_r(true_temporal_r, cnr, b)
-                                                     for b in CLASSIC_BANDS}}
+    return {
+        "expected_observed_temporal_r": expected_temporal_r(true_temporal_r, cnr),
+        "expected_observed_temporal_r_by_band": {
+            b: expected_temporal_r(true_temporal_r, cnr, b) for b in CLASSIC_BANDS
+        },
+    }
 
 
 def _implant_truth(region: str, atlas: Atlas, true_temporal_r, cnr) -> dict:
     """What the analysis of one implant should recover; the same in every scan of the study."""
     imp = atlas.implants[region]
-    return {"region": region, "true_temporal_r": float(true_temporal_r), "cnr": float(cnr),
-            **_expected_r(true_temporal_r, cnr),
-            "network_pattern": f"atlas/truth_desc-{region}_network.nii.gz",
-            "roi": f"atlas/atlas_desc-{region}_roi.nii.gz", "roi_voxels": int(atlas.rois[region].sum()),
-            "hemisphere": imp["hemisphere"], "ap_mm": imp["ap"], "ml_mm": imp["ml"], "dv_mm": imp["dv"],
-            "network_blobs": [{"ap_mm": b[0], "ml_mm": b[1], "dv_mm": b[2], "weight": b[3], "description": b[4]}
-                              for b in imp["connected"]]}
+    return {
+        "region": region,
+        "true_temporal_r": float(true_temporal_r),
+        "cnr": float(cnr),
+        **_expected_r(true_temporal_r, cnr),
+        "network_pattern": f"atlas/truth_desc-{region}_network.nii.gz",
+        "roi": f"atlas/atlas_desc-{region}_roi.nii.gz",
+        "roi_voxels": int(atlas.rois[region].sum()),
+        "hemisphere": imp["hemisphere"],
+        "ap_mm": imp["ap"],
+        "ml_mm": imp["ml"],
+        "dv_mm": imp["dv"],
+        "network_blobs": [
+            {"ap_mm": b[0], "ml_mm": b[1], "dv_mm": b[2], "weight": b[3], "description": b[4]} for b in imp["connected"]
+        ],
+    }
 
 
 def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
     """The generative model's settings, so that a study folder documents how it was made."""
     return {
-        "drive_band_hz": list(DRIVE_BAND), "power_step_s": POWER_STEP, "hrf": "spm_hrf", "hrf_p": list(RODENT_P),
-        "band_coupling": BAND_COUPLING, "power_depth": POWER_DEPTH, "band_rms_v": BAND_RMS,
-        "lfp": {"fs": sz.fs, "channels_per_implant": sz.n_channels, "lead_s": sz.lead_s, "tail_s": sz.tail_s,
-                "n_times": sz.n_times},
+        "drive_band_hz": list(DRIVE_BAND),
+        "power_step_s": POWER_STEP,
+        "hrf": "spm_hrf",
+        "hrf_p": list(RODENT_P),
+        "band_coupling": BAND_COUPLING,
+        "power_depth": POWER_DEPTH,
+        "band_rms_v": BAND_RMS,
+        "lfp": {
+            "fs": sz.fs,
+            "channels_per_implant": sz.n_channels,
+            "lead_s": sz.lead_s,
+            "tail_s": sz.tail_s,
+            "n_times": sz.n_times,
+        },
         "artifact_rms_over_lfp_rms": ARTIFACT_TO_LFP_RMS if artifact else 0.0,
         "fd": _fd_rule(),
         "brain_voxels": int(atlas.brain.sum()),
@@ -117,9 +146,22 @@ def scan_seed_for(seed: int, subject_index: int, state: str, session_index: int,
     return int(ss.generate_state(1, np.uint32)[0])
 
 
-def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated",),
-                   true_temporal_r=0.59, cnr=1.3, seed=0, size="small", artifact=None, motion=True,
-                   progress=None) -> Path:
+def simulate_study(
+    out_dir,
+    *,
+    subjects=3,
+    sessions=1,
+    scans=2,
+    regions=("ACC", "M1"),
+    states=("sedated",),
+    true_temporal_r=0.59,
+    cnr=1.3,
+    seed=0,
+    size="small",
+    artifact=None,
+    motion=True,
+    progress=None,
+) -> Path:
     """Write a simulated simultaneous LFP + resting-state fMRI study with a known ground truth.
 
     Parameters
@@ -175,17 +217,31 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
 
     atlas = build_atlas(sz, regions, seed)
     write_atlas(out / "atlas", atlas)
-    write_json(out / "dataset_description.json", {
-        "Name": f"lfpbold simulated study (seed {seed}, {size})", "BIDSVersion": "1.9.0", "DatasetType": "raw",
-        "GeneratedBy": [{"Name": "lfpbold simulate", "Version": __version__}],
-    })
-    sidecar = {"TaskName": "rest", "RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing, "EchoTime": 0.015,
-               "MagneticFieldStrength": 7, "SliceEncodingDirection": "k"}
+    write_json(
+        out / "dataset_description.json",
+        {
+            "Name": f"lfpbold simulated study (seed {seed}, {size})",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "GeneratedBy": [{"Name": "lfpbold simulate", "Version": __version__}],
+        },
+    )
+    sidecar = {
+        "TaskName": "rest",
+        "RepetitionTime": sz.t_r,
+        "SliceTiming": sz.slice_timing,
+        "EchoTime": 0.015,
+        "MagneticFieldStrength": 7,
+        "SliceEncodingDirection": "k",
+    }
     write_json(out / "task-rest_bold.json", sidecar)
     meta_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 9]))
     weights = {f"{s:02d}": round(float(meta_rng.uniform(330, 420)), 1) for s in range(1, subjects + 1)}
-    write_tsv(out / "participants.tsv", ["participant_id", "species", "strain", "sex", "age", "weight_g"],
-              [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", "P90D", w] for s, w in weights.items()])
+    write_tsv(
+        out / "participants.tsv",
+        ["participant_id", "species", "strain", "sex", "age", "weight_g"],
+        [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", "P90D", w] for s, w in weights.items()],
+    )
 
     implants_truth = {r: _implant_truth(r, atlas, true_temporal_r, cnr) for r in regions}
     truth_scans = []
@@ -218,34 +274,74 @@ def simulate_study(out_dir, *, subjects=3, sessions=1, scans=2, regions=("ACC", 
                     write_nifti(func / f"{stem}_bold.nii.gz", bold, atlas, t_r=sz.t_r)
                     del bold
                     write_json(func / f"{stem}_bold.json", {"RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing})
-                    write_tsv(func / f"{stem}_motion.tsv", list(MOTION_COLUMNS),
-                              [[format_number(v) for v in row] for row in mot])
-                    say(f"[{done + 1}/{n_total}] {stem}: LFP ({sz.n_times} samples x "
-                        f"{sz.n_channels * len(regions)} channels{', with gradient artifact' if artifact else ''})")
+                    write_tsv(
+                        func / f"{stem}_motion.tsv",
+                        list(MOTION_COLUMNS),
+                        [[format_number(v) for v in row] for row in mot],
+                    )
+                    say(
+                        f"[{done + 1}/{n_total}] {stem}: LFP ({sz.n_times} samples x "
+                        f"{sz.n_channels * len(regions)} channels{', with gradient artifact' if artifact else ''})"
+                    )
                     stream = LfpStream(lat, sz, sseed, artifact=artifact)
-                    write_nwb(ecephys / f"{stem}_ecephys.nwb", stream=stream, atlas=atlas, subject=sub, session=ses,
-                              state=state, run=run, start=start, weight_g=weights[sub], scan_seed=sseed, size=sz)
+                    write_nwb(
+                        ecephys / f"{stem}_ecephys.nwb",
+                        stream=stream,
+                        atlas=atlas,
+                        subject=sub,
+                        session=ses,
+                        state=state,
+                        run=run,
+                        start=start,
+                        weight_g=weights[sub],
+                        scan_seed=sseed,
+                        size=sz,
+                    )
                     fd = framewise_displacement(mot)
-                    truth_scans.append({
-                        "subject": sub, "session": ses, "run": run, "state": state, "seed": sseed,
-                        "implants": [implants_truth[r] for r in regions],
-                        "artifact": artifact, "excluded_expected": screen_motion(fd, state=state)["excluded"],
-                        "max_fd_mm": float(fd.max()), "n_volumes": sz.n_volumes,
-                        "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
-                        "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
-                    })
+                    truth_scans.append(
+                        {
+                            "subject": sub,
+                            "session": ses,
+                            "run": run,
+                            "state": state,
+                            "seed": sseed,
+                            "implants": [implants_truth[r] for r in regions],
+                            "artifact": artifact,
+                            "excluded_expected": screen_motion(fd, state=state)["excluded"],
+                            "max_fd_mm": float(fd.max()),
+                            "n_volumes": sz.n_volumes,
+                            "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
+                            "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
+                        }
+                    )
                     done += 1
         write_tsv(sub_dir / f"sub-{sub}_sessions.tsv", ["session_id", "acq_time", "state"], ses_rows)
 
-    write_json(out / "ground_truth.json", {
-        "simulator": {"version": __version__, "seed": int(seed), "size": size, "options": {
-            "subjects": subjects, "sessions": sessions, "scans": scans, "regions": list(regions),
-            "states": list(states), "true_temporal_r": float(true_temporal_r), "cnr": float(cnr),
-            "artifact": artifact, "motion": bool(motion)}},
-        "cnr": float(cnr), "true_temporal_r": float(true_temporal_r),
-        **_expected_r(true_temporal_r, cnr),
-        "model": _model_truth(sz, atlas, artifact),
-        "scans": truth_scans,
-    })
+    write_json(
+        out / "ground_truth.json",
+        {
+            "simulator": {
+                "version": __version__,
+                "seed": int(seed),
+                "size": size,
+                "options": {
+                    "subjects": subjects,
+                    "sessions": sessions,
+                    "scans": scans,
+                    "regions": list(regions),
+                    "states": list(states),
+                    "true_temporal_r": float(true_temporal_r),
+                    "cnr": float(cnr),
+                    "artifact": artifact,
+                    "motion": bool(motion),
+                },
+            },
+            "cnr": float(cnr),
+            "true_temporal_r": float(true_temporal_r),
+            **_expected_r(true_temporal_r, cnr),
+            "model": _model_truth(sz, atlas, artifact),
+            "scans": truth_scans,
+        },
+    )
     say(f"wrote {n_total} scans to {out}")
     return out

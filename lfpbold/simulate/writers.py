@@ -72,17 +72,32 @@ def write_atlas(folder: Path, atlas: Atlas) -> None:
     for r in atlas.rois:
         write_nifti(folder / f"atlas_desc-{r}_roi.nii.gz", u8(atlas.rois[r]), atlas)
         write_nifti(folder / f"truth_desc-{r}_network.nii.gz", atlas.patterns[r], atlas)
-    write_json(folder / "atlas.json", {
-        "Name": "lfpbold simulated rat atlas",
-        "VoxelSize": list(atlas.size.voxel_mm),
-        "Space": "simulated rat stereotaxic: x = ML (right +), y = AP from bregma (anterior +), "
-                 "z = DV from the skull surface (dorsal +), mm; coronal slices along the third array axis",
-        "BrainVoxels": int(atlas.brain.sum()),
-    })
+    write_json(
+        folder / "atlas.json",
+        {
+            "Name": "lfpbold simulated rat atlas",
+            "VoxelSize": list(atlas.size.voxel_mm),
+            "Space": "simulated rat stereotaxic: x = ML (right +), y = AP from bregma (anterior +), "
+            "z = DV from the skull surface (dorsal +), mm; coronal slices along the third array axis",
+            "BrainVoxels": int(atlas.brain.sum()),
+        },
+    )
 
 
-def write_nwb(path: Path, *, stream: LfpStream, atlas: Atlas, subject: str, session: str, state: str,
-              run: int, start: _dt.datetime, weight_g: float, scan_seed: int, size: Size) -> None:
+def write_nwb(
+    path: Path,
+    *,
+    stream: LfpStream,
+    atlas: Atlas,
+    subject: str,
+    session: str,
+    state: str,
+    run: int,
+    start: _dt.datetime,
+    weight_g: float,
+    scan_seed: int,
+    size: Size,
+) -> None:
     """One scan's NWB file: subject, probes and electrodes, the raw LFP (streamed) and the scanner triggers.
 
     The identifier is a UUID derived from the scan's seed and place in the study, so a study
@@ -98,8 +113,9 @@ def write_nwb(path: Path, *, stream: LfpStream, atlas: Atlas, subject: str, sess
 
     nwb = NWBFile(
         session_description=f"Simulated resting-state {state} scan, simultaneous LFP and fMRI (lfpbold simulate)",
-        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL,
-                                  f"lfpbold-sim/{scan_seed}/sub-{subject}/ses-{session}/run-{run}")),
+        identifier=str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"lfpbold-sim/{scan_seed}/sub-{subject}/ses-{session}/run-{run}")
+        ),
         session_start_time=start,
         file_create_date=[start],
         session_id=session,
@@ -107,69 +123,107 @@ def write_nwb(path: Path, *, stream: LfpStream, atlas: Atlas, subject: str, sess
         lab="lfpbold simulator",
         institution="none (simulated)",
         subject=Subject(
-            subject_id=subject, species="Rattus norvegicus", strain="Long-Evans", sex="M", age="P90D",
-            weight=f"{weight_g / 1000:.3f} kg", description="Simulated adult male Long-Evans rat",
+            subject_id=subject,
+            species="Rattus norvegicus",
+            strain="Long-Evans",
+            sex="M",
+            age="P90D",
+            weight=f"{weight_g / 1000:.3f} kg",
+            description="Simulated adult male Long-Evans rat",
         ),
     )
     nch = size.n_channels
     model = DeviceModel(
-        name=size.probe_model, manufacturer="NeuroNexus",
-        description=(f"NeuroNexus {size.probe_model}: {nch}-channel MR-compatible silicon probe"
-                     + (" (simulated reduction of the MRCM16LP)" if nch != 16 else "")),
+        name=size.probe_model,
+        manufacturer="NeuroNexus",
+        description=(
+            f"NeuroNexus {size.probe_model}: {nch}-channel MR-compatible silicon probe"
+            + (" (simulated reduction of the MRCM16LP)" if nch != 16 else "")
+        ),
     )
     nwb.add_device_model(model)
-    for col, desc in [("hemisphere", "implanted hemisphere (right/left)"),
-                      ("ap_mm", "implant tip AP from bregma, mm (anterior positive)"),
-                      ("ml_mm", "implant tip ML from midline, mm (right positive)"),
-                      ("dv_mm", "implant tip DV from the skull surface, mm (dorsal positive)"),
-                      ("probe_electrode", "index of the contact on the probe (0 = at the tip)")]:
+    for col, desc in [
+        ("hemisphere", "implanted hemisphere (right/left)"),
+        ("ap_mm", "implant tip AP from bregma, mm (anterior positive)"),
+        ("ml_mm", "implant tip ML from midline, mm (right positive)"),
+        ("dv_mm", "implant tip DV from the skull surface, mm (dorsal positive)"),
+        ("probe_electrode", "index of the contact on the probe (0 = at the tip)"),
+    ]:
         nwb.add_electrode_column(name=col, description=desc)
     for region in stream.regions:
         imp = atlas.implants[region]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             dev = Device(
-                name=f"probe-{region}", manufacturer="NeuroNexus", model=model,
-                description=("NeuroNexus MRCM16LP 16-channel MR-compatible silicon probe" if nch == 16 else
-                             f"NeuroNexus {size.probe_model} {nch}-channel MR-compatible silicon probe (simulated)"),
+                name=f"probe-{region}",
+                manufacturer="NeuroNexus",
+                model=model,
+                description=(
+                    "NeuroNexus MRCM16LP 16-channel MR-compatible silicon probe"
+                    if nch == 16
+                    else f"NeuroNexus {size.probe_model} {nch}-channel MR-compatible silicon probe (simulated)"
+                ),
             )
         nwb.add_device(dev)
         group = nwb.create_electrode_group(
-            name=region, location=region, device=dev,
-            description=(f"{region} implant, {imp['hemisphere']} hemisphere, "
-                         f"tip AP {imp['ap']} ML {imp['ml']} DV {imp['dv']} mm"),
+            name=region,
+            location=region,
+            device=dev,
+            description=(
+                f"{region} implant, {imp['hemisphere']} hemisphere, tip AP {imp['ap']} ML {imp['ml']} DV {imp['dv']} mm"
+            ),
         )
         for k in range(nch):
             nwb.add_electrode(
-                x=float(imp["ap"]), y=float(imp["ml"]), z=float(imp["dv"]), location=region, group=group,
-                rel_x=0.0, rel_y=float(k * size.contact_spacing_um), hemisphere=imp["hemisphere"],
-                ap_mm=float(imp["ap"]), ml_mm=float(imp["ml"]), dv_mm=float(imp["dv"]), probe_electrode=k,
+                x=float(imp["ap"]),
+                y=float(imp["ml"]),
+                z=float(imp["dv"]),
+                location=region,
+                group=group,
+                rel_x=0.0,
+                rel_y=float(k * size.contact_spacing_um),
+                hemisphere=imp["hemisphere"],
+                ap_mm=float(imp["ap"]),
+                ml_mm=float(imp["ml"]),
+                dv_mm=float(imp["dv"]),
+                probe_electrode=k,
                 reference="cerebellum",
             )
     region_all = nwb.create_electrode_table_region(list(range(stream.n_channels)), "all channels")
     chunk = (min(int(round(size.fs)), stream.n_times), 1)
     buffer = (min(10 * chunk[0], stream.n_times), stream.n_channels)
     data = H5DataIO(_LfpIterator(stream, chunk_shape=chunk, buffer_shape=buffer))
-    nwb.add_acquisition(ElectricalSeries(
-        name="ElectricalSeries", data=data, electrodes=region_all, rate=float(size.fs), starting_time=0.0,
-        conversion=1.0, filtering="none (raw, unfiltered; TDT RZ2 style)",
-        description="Raw LFP, volts; channels ordered implant by implant, contact 0 (tip) first",
-    ))
+    nwb.add_acquisition(
+        ElectricalSeries(
+            name="ElectricalSeries",
+            data=data,
+            electrodes=region_all,
+            rate=float(size.fs),
+            starting_time=0.0,
+            conversion=1.0,
+            filtering="none (raw, unfiltered; TDT RZ2 style)",
+            description="Raw LFP, volts; channels ordered implant by implant, contact 0 (tip) first",
+        )
+    )
     vols = volume_onsets(size)
     slices = slice_onsets(size)
     res = 1.0 / size.fs
-    nwb.add_events_table(EventsTable(
-        name="scanner_volumes",
-        description="Scanner TTL triggers: one per EPI volume (onset), seconds on the ElectricalSeries clock",
-        source_description="MR scanner TTL output recorded by the acquisition system",
-        columns=[TimestampVectorData(name="timestamp", description="volume onset (s)", data=vols, resolution=res)],
-    ))
-    nwb.add_events_table(EventsTable(
-        name="scanner_slices",
-        description="Scanner TTL triggers: one per slice acquisition, seconds on the ElectricalSeries clock",
-        source_description="MR scanner TTL output recorded by the acquisition system",
-        columns=[TimestampVectorData(name="timestamp", description="slice onset (s)", data=slices, resolution=res)],
-    ))
+    nwb.add_events_table(
+        EventsTable(
+            name="scanner_volumes",
+            description="Scanner TTL triggers: one per EPI volume (onset), seconds on the ElectricalSeries clock",
+            source_description="MR scanner TTL output recorded by the acquisition system",
+            columns=[TimestampVectorData(name="timestamp", description="volume onset (s)", data=vols, resolution=res)],
+        )
+    )
+    nwb.add_events_table(
+        EventsTable(
+            name="scanner_slices",
+            description="Scanner TTL triggers: one per slice acquisition, seconds on the ElectricalSeries clock",
+            source_description="MR scanner TTL output recorded by the acquisition system",
+            columns=[TimestampVectorData(name="timestamp", description="slice onset (s)", data=slices, resolution=res)],
+        )
+    )
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
 
@@ -189,4 +243,3 @@ class _LfpIterator(GenericDataChunkIterator):
 
     def _get_dtype(self):
         return np.dtype("float32")
-
