@@ -31,8 +31,6 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the study and database afterwards")
     args = ap.parse_args(argv)
 
-    import numpy as np
-
     import lfpbold
     from lfpbold.pipeline import drop
     from lfpbold.plugins.noise_ceiling import infer_true_r

@@ -45,7 +45,7 @@ class IngestError(ValueError):
     def _message(self) -> str:
         return f"{self.path}: {self.field}: {self.reason}"
 
-    def reroot(self, root) -> "IngestError":
+    def reroot(self, root) -> IngestError:
         """Show ``path`` relative to ``root`` if the file lies inside it (in place; returns self)."""
         self.path = _display(self.abspath, root)
         self.args = (self._message(),)

@@ -76,7 +76,7 @@ def read_study(study_dir, *, checksums: bool = True, series_path: str | None = N
     --------
     >>> records = read_study("/data/lfpbold-study")  # doctest: +SKIP
     >>> [str(e) for e in records.errors]  # doctest: +SKIP
-    ['sub-02/ses-sedated01/ecephys/sub-02_ses-sedated01_task-rest_run-2_ecephys.nwb: scanner_volumes: 290 triggers but the BOLD run has 300 volumes']
+    ['sub-02/.../sub-02_..._run-2_ecephys.nwb: scanner_volumes: 290 triggers but the BOLD run has 300 volumes']
     """
     study_dir = Path(study_dir).absolute()
     try:

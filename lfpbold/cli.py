@@ -125,7 +125,7 @@ def ingest(ctx, study_dir, no_checksums):
     try:
         report = _ingest(ctx, study_dir, checksums=not no_checksums)
     except IngestError as err:
-        raise click.ClickException(str(err))
+        raise click.ClickException(str(err)) from None
     if report.errors:
         sys.exit(1)
 
@@ -192,7 +192,7 @@ def select(ctx, lfp_paramset, band_paramset, bold_paramset, relation_paramset, s
             state=state,
         )
     except ValueError as err:
-        raise click.ClickException(str(err))
+        raise click.ClickException(str(err)) from None
     combo = f"lfp {lfp_paramset}, band {band_paramset}, bold {bold_paramset}, relation {relation_paramset}"
     click.echo(f"select: {n} scan(s) newly selected for {combo}")
 

@@ -37,7 +37,7 @@ def one_hz_bands() -> dict[str, tuple[float, float]]:
     (100, (0.1, 1.0), (99.0, 100.0))
     """
     edges = [0.1] + list(range(1, 101))
-    return {f"{lo:g}-{hi:g}Hz": (float(lo), float(hi)) for lo, hi in zip(edges[:-1], edges[1:])}
+    return {f"{lo:g}-{hi:g}Hz": (float(lo), float(hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)}
 
 
 #: Brain states of a session, and how the reference study induced them.

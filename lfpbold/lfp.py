@@ -147,7 +147,7 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            stack = _fill(pool.map(_clean_channel, *zip(*args), [threads] * len(args)), len(channels))
+            stack = _fill(pool.map(_clean_channel, *zip(*args, strict=True), [threads] * len(args)), len(channels))
 
     combined, lags = combine(stack, rate, **combine_kw)
     combined = np.asarray(combined, dtype=np.float32)

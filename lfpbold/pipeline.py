@@ -132,9 +132,8 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
         if acq.Scan & scan.key:
             stored = (acq.FMRIRun * acq.LFPRecording & scan.key).fetch1("bold_sha256", "nwb_sha256")
             now = (scan.fmri["bold_sha256"], scan.lfp["nwb_sha256"])
-            changed = [
-                p for p, a, b in zip((scan.fmri["bold_path"], scan.lfp["nwb_path"]), stored, now) if a and b and a != b
-            ]
+            paths = (scan.fmri["bold_path"], scan.lfp["nwb_path"])
+            changed = [p for p, a, b in zip(paths, stored, now, strict=True) if a and b and a != b]
             if changed:
                 report.errors.append(
                     IngestError(

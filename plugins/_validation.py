@@ -263,10 +263,10 @@ def check_channel(lfp, name: str = "lfp") -> np.ndarray:
 
     Examples
     --------
-    >>> check_channel(np.zeros((2, 5)))
+    >>> check_channel(np.zeros((2, 5)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: Expected lfp as a 1-D array (one channel, n_times); got shape (2, 5). Combine channels first (lfpbold.plugins.channels).
+    ValueError: Expected lfp as a 1-D array (one channel, n_times); got shape (2, 5). Combine channels first...
     """
     return check_array(
         lfp, name, ndim=1, layout="(one channel, n_times)", hint=". Combine channels first (lfpbold.plugins.channels)."
@@ -459,10 +459,10 @@ def check_motion(motion, n_volumes: int | None = None) -> np.ndarray:
     --------
     >>> check_motion(np.zeros((10, 6)), 10).shape
     (10, 6)
-    >>> check_motion(np.zeros((10, 3)))
+    >>> check_motion(np.zeros((10, 3)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: Expected motion parameters of shape (n_volumes, 6) (3 translations in mm, 3 rotations in radians); got shape (10, 3)
+    ValueError: Expected motion parameters of shape (n_volumes, 6) (3 translations in mm, ...); got shape (10, 3)
     """
     if motion is None:
         raise ValueError("motion is required: the (T, 6) realignment parameters")

@@ -428,7 +428,7 @@ def preprocess_bold(
         sigma_vox = fwhm / (np.sqrt(8 * np.log(2)) * np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
         margin = (4.0 * sigma_vox + 0.5).astype(int) + 1
         where = np.nonzero(brain_mask | wm_mask | ventricle_mask)
-        box = tuple(slice(max(int(w.min()) - m, 0), int(w.max()) + m + 1) for w, m in zip(where, margin))
+        box = tuple(slice(max(int(w.min()) - m, 0), int(w.max()) + m + 1) for w, m in zip(where, margin, strict=True))
     brain_box, wm_box, ventricle_box = brain_mask[box], wm_mask[box], ventricle_mask[box]
 
     signals = np.empty((n_t, int(brain_mask.sum())), dtype=np.float32)

@@ -376,7 +376,7 @@ class _Checker:
         if not isinstance(value, np.ndarray):
             self.problems.append(f"{what}: expected a numpy array of shape {layout}; got {type(value).__name__}")
             raise _Failed
-        if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True)):
             if all(s is None for s in shape):
                 self.problems.append(f"{what}: expected a {len(shape)}-D array {layout}; got shape {value.shape}")
             else:

@@ -329,9 +329,8 @@ def template_regression(
             coef = seg[rows] @ projectors[j].T  # template scale, derivative scale, trend terms
             fitted[rows] = coef[:, :2] @ designs[j][:, :2].T
         # Segment by segment (slices of x, no index arrays): samples 0..valid-1 of each, inside x.
-        for i, (a, v) in enumerate(
-            zip(aligned[first : first + seg.shape[0]].tolist(), valid[first : first + seg.shape[0]].tolist())
-        ):
+        block = slice(first, first + seg.shape[0])
+        for i, (a, v) in enumerate(zip(aligned[block].tolist(), valid[block].tolist(), strict=True)):
             lo, hi = max(0, -a), min(v, n - a)
             if hi > lo:
                 x[a + lo : a + hi] -= fitted[i, lo:hi]

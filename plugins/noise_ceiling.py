@@ -13,6 +13,8 @@ __all__ = ["simulate_noise_ceiling", "estimate_cnr", "infer_true_r", "expected_t
 
 # rounded so grid values print as 1.3, not 1.3000000000000003
 _CNR_GRID = np.round(np.arange(0.1, 5.0001, 0.1), 10)
+# candidate true r values for the inversion, 0..1 by 0.01
+_TRUE_R_GRID = np.linspace(0, 1, 101)
 
 
 def expected_trial_r(true_r, cnr):
@@ -236,7 +238,7 @@ def infer_true_r(
     n_trials: int,
     n_timepoints: int,
     seed=0,
-    true_r_grid=np.linspace(0, 1, 101),
+    true_r_grid=_TRUE_R_GRID,
 ) -> dict:
     """The noise-free r that would produce ``observed_r`` as the mean per-scan r at this CNR.
 

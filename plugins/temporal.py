@@ -7,7 +7,6 @@ Step ``lagged_correlation``: ``f(x, y, *, t_r, max_lag_s, **params) -> (lags_s, 
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy.signal import fftconvolve
 from scipy.stats import spearmanr
@@ -28,6 +27,11 @@ __all__ = [
     "shuffled_control",
     "hrf_sweep",
 ]
+
+
+#: The study's HRF sensitivity grids (s): response delay 2-8 by 0.25, undershoot delay 2-12 by 0.5.
+STUDY_RESPONSE_DELAYS = np.arange(2, 8.001, 0.25)
+STUDY_UNDERSHOOT_DELAYS = np.arange(2, 12.001, 0.5)
 
 
 def pearson(x, y) -> float:
@@ -301,8 +305,8 @@ def hrf_sweep(
     bold,
     *,
     roi,
-    response_delays=np.arange(2, 8.001, 0.25),
-    undershoot_delays=np.arange(2, 12.001, 0.5),
+    response_delays=STUDY_RESPONSE_DELAYS,
+    undershoot_delays=STUDY_UNDERSHOOT_DELAYS,
     hrf=spm_hrf,
     hrf_params=None,
     seed_map=None,

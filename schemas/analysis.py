@@ -11,6 +11,7 @@ The numeric helpers (readers, plugins) are imported inside the makes: activating
 every ``lfpbold`` command does, then needs DataJoint only, not SciPy, scikit-learn or pynwb.
 """
 
+import functools
 import hashlib
 
 import datajoint as dj
@@ -104,9 +105,8 @@ class CleanLFP(dj.Computed):
         )
         chans = (acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel")
         kept = kept if kept is not None else [None] * len(lags)
-        self.Channel.insert(
-            dict(key, channel=int(c), lag_samples=int(lag), signal=sig) for c, lag, sig in zip(chans, lags, kept)
-        )
+        rows = zip(chans, lags, kept, strict=True)
+        self.Channel.insert(dict(key, channel=int(c), lag_samples=int(lag), signal=sig) for c, lag, sig in rows)
 
 
 @schema
@@ -161,7 +161,7 @@ class BandPower(dj.Computed):
         self.insert1(dict(key, power_rate=power_rate, times=times, volume_onsets=onsets, t_r=t_r))
         self.Band.insert(
             dict(key, band=b, power=pw.astype(np.float32), regressor=reg, mean_power=float(pw.mean()))
-            for b, pw, reg in zip(band_names, power, regressors)
+            for b, pw, reg in zip(band_names, power, regressors, strict=True)
         )
 
 
@@ -380,6 +380,9 @@ class TemporalCorrelation(dj.Computed):
         kwargs = spec.get("method_params", {})
         metrics = {m: get_plugin("temporal_metric", m) for m in spec["metrics"]}
         shuffle = spec.get("shuffle")
+        if shuffle:
+            name = shuffle["metric"]
+            shuffle_metric = functools.partial(get_plugin("temporal_metric", name), **kwargs.get(name, {}))
         metric_rows, shuffle_rows = [], []
         for band in _band_rows(key, "regressor"):
             x = band["regressor"][keep]
@@ -389,15 +392,13 @@ class TemporalCorrelation(dj.Computed):
                     value = metric(x, seed, **kwargs.get(name, {}))
                     metric_rows.append(dict(key, band=band["band"], metric=name, value=_nan(value)))
             if shuffle and band["band_set"] in shuffle.get("band_sets", [band["band_set"]]):
-                name = shuffle["metric"]
-                metric = get_plugin("temporal_metric", name)
                 control = shuffled_control(
                     x,
                     seed,
                     t_r=t_r,
                     n_shuffles=shuffle.get("n_shuffles", 1000),
                     min_shift_s=shuffle.get("min_shift_s", 30.0),
-                    metric=lambda a, b: metric(a, b, **kwargs.get(name, {})),
+                    metric=shuffle_metric,
                 )
                 shuffle_rows.append(dict(key, band=band["band"], null_mean=_nan(control["mean"]), p=_nan(control["p"])))
         self.insert1(key)
@@ -431,7 +432,7 @@ class SpatialSimilarity(dj.Computed):
         seed_map = (SeedMap & key).fetch1("seed_map")
         primary = {"map_method": _relation(key)["maps"]["methods"][0]}
         rows = []
-        for band, power_map in zip(*(LFPPowerMap.Map & key & primary).to_arrays("band", "power_map")):
+        for band, power_map in zip(*(LFPPowerMap.Map & key & primary).to_arrays("band", "power_map"), strict=True):
             r = spatial_similarity(power_map, seed_map)
             rows.append(dict(key, band=band, r=_nan(r), r2=_nan(r * r)))
         self.insert1(key)

@@ -100,32 +100,31 @@ def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathe
     g = Gathered(relation=relation, bands=bands, scans=scans)
     if scans.empty:
         return g
-    which = [dict(zip(SCAN_IMPLANT, k)) for k in _keys(scans)]
+    which = [dict(zip(SCAN_IMPLANT, k, strict=True)) for k in _keys(scans)]
     in_set = [{"band": b} for b in bands]
     seed = (analysis.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
-    g.seed_maps = dict(zip(_keys(seed), seed["seed_map"]))
+    g.seed_maps = dict(zip(_keys(seed), seed["seed_map"], strict=True))
     spatial = (analysis.SpatialSimilarity.Band & combo & which & in_set).proj("r").to_pandas().reset_index()
-    g.spatial_r = dict(zip(_keys(spatial, ["band"]), spatial["r"].astype(float)))
+    g.spatial_r = dict(zip(_keys(spatial, ["band"]), spatial["r"].astype(float), strict=True))
     primary_map = {"map_method": relation["maps"]["methods"][0]}
     power = (analysis.LFPPowerMap.Map & combo & which & in_set & primary_map).proj("power_map")
     power = power.to_pandas().reset_index()
-    g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"]))
+    g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"], strict=True))
     metric = (analysis.TemporalCorrelation.Metric & combo & which & in_set).proj("value").to_pandas().reset_index()
     if not metric.empty:
-        g.metrics = dict(zip(_keys(metric, ["band", "metric"]), metric["value"].astype(float)))
-        g.computed = set(zip(metric["band"], metric["metric"]))
+        g.metrics = dict(zip(_keys(metric, ["band", "metric"]), metric["value"].astype(float), strict=True))
+        g.computed = set(zip(metric["band"], metric["metric"], strict=True))
     shuffle = (analysis.TemporalCorrelation.Shuffle & combo & which & in_set).proj("null_mean")
     shuffle = shuffle.to_pandas().reset_index()
     if not shuffle.empty:
-        g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float)))
+        g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float), strict=True))
     lags = (analysis.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
     if not lags.empty:
-        g.lag_curves = {
-            k: (lg, r) if lg is not None else None for k, lg, r in zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"])
-        }
+        curves = zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"], strict=True)
+        g.lag_curves = {k: (lg, r) if lg is not None else None for k, lg, r in curves}
     removal = (analysis.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
     if not removal.empty:
-        g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"]))
+        g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"], strict=True))
     bold = analysis.PreprocessedBold & {"bold_paramset": combo["bold_paramset"]}
     selected = params.AnalysisSelection & combo
     excluded = ((bold & {"excluded": True}).proj() & selected) * acquisition.Session.proj("state")
@@ -182,7 +181,7 @@ def summarize(data: Gathered, by: Sequence[str] = ("state", "region")) -> list[t
     group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]
     out = []
     for values, rows in data.scans.groupby(group_cols, sort=False):
-        group = dict(zip(group_cols, values))
+        group = dict(zip(group_cols, values, strict=True))
         exc = data.excluded
         for col, value in group.items():
             exc = exc[exc[col] == value]
@@ -333,7 +332,9 @@ class Cohort(dj.Computed):
                     mean_scan_r=float(m),
                     averaged_r=float(a),
                 )
-                for i, (c, m, a) in enumerate(zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"]))
+                for i, (c, m, a) in enumerate(
+                    zip(curves["cnr_grid"], curves["mean_trial_r"], curves["averaged_r"], strict=True)
+                )
             )
 
     def stale(self) -> list[dict]:

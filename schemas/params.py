@@ -12,10 +12,9 @@ import hashlib
 import json
 
 import datajoint as dj
+
 from lfpbold.constants import CLASSIC_BANDS, RODENT_P, one_hz_bands
 from lfpbold.plugins import get_plugin
-
-from . import acquisition
 
 schema = dj.Schema()
 
@@ -283,7 +282,7 @@ class RelationParams(_ParamSet, dj.Lookup):
                     f"RelationParams: {section}.method_params names methods not in {section}.{key}: {sorted(extra)}"
                 )
         temporal = params["temporal"]
-        for metric, sets in temporal.get("band_sets", {}).items():
+        for metric in temporal.get("band_sets", {}):
             _band_sets_of(temporal["band_sets"], metric, f"temporal.band_sets[{metric!r}]")
         shuffle = temporal.get("shuffle")
         if shuffle is not None:

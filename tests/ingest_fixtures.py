@@ -5,7 +5,7 @@ with knobs for every bad-input variant the readers must catch.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -63,7 +63,7 @@ def write_nwb(
     tail_s=2.0,
     ch_per_implant=2,
     seed=0,
-    session_start=datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc),
+    session_start=datetime(2024, 3, 1, 10, 0, tzinfo=UTC),
     triggers="events",
     n_volume_triggers=None,
     n_slice_triggers=None,

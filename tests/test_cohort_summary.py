@@ -20,7 +20,7 @@ def _group(n_scans=6, n_voxels=400, seed=0):
         "delta": -0.3 * pattern + rng.standard_normal((n_scans, n_voxels)),
         "gamma": 0.6 * pattern + rng.standard_normal((n_scans, n_voxels)),
     }
-    spatial = {b: np.array([np.corrcoef(p, s)[0, 1] for p, s in zip(m, seeds)]) for b, m in powers.items()}
+    spatial = {b: np.array([np.corrcoef(p, s)[0, 1] for p, s in zip(m, seeds, strict=True)]) for b, m in powers.items()}
     pearson = {"delta": rng.uniform(-0.3, 0.0, n_scans), "gamma": rng.uniform(0.2, 0.5, n_scans)}
     spearman = {"delta": pearson["delta"] + 0.01, "gamma": None}
     return dict(

@@ -133,7 +133,7 @@ def test_implants_probes_atlas(good):
     _, written, records = good
     implants = {(i["subject"], i["region"]): i for i in records.implants}
     assert set(implants) == {(s, r) for s in ("01", "02") for r in ("ACC", "M1")}
-    for (sub, region), row in implants.items():
+    for (_, region), row in implants.items():
         ap, ml, dv, hemi = IMPLANTS[region]
         assert (row["ap_mm"], row["ml_mm"], row["dv_mm"], row["hemisphere"]) == (ap, ml, dv, hemi)
         assert row["probe_type"] == "MRCM2-tiny"

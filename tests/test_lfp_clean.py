@@ -110,9 +110,9 @@ def band_agreement(scans, cleaned):
     slices = scans[0]["slices"]
     in_scan = (times - 0.5 >= slices[0]) & (times + 0.5 <= slices[-1])
     assert in_scan.sum() > 2500
-    r = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(p_test[:, in_scan], p_ref[:, in_scan])])
+    r = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(p_test[:, in_scan], p_ref[:, in_scan], strict=True)])
     ratio = p_test[:, in_scan].mean(axis=1) / p_ref[:, in_scan].mean(axis=1)
-    return dict(zip(BANDS, r.round(4))), dict(zip(BANDS, ratio.round(4)))
+    return dict(zip(BANDS, r.round(4), strict=True)), dict(zip(BANDS, ratio.round(4), strict=True))
 
 
 def test_cleaned_band_power_tracks_the_artifact_free_recording(band_agreement):

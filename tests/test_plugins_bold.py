@@ -211,9 +211,8 @@ def test_smoothing_uses_mm_through_affine(scan):
     )
     index = -np.ones(scan["brain"].shape, int)
     index[scan["brain"]] = np.arange(scan["brain"].sum())
-    pairs = [
-        (index[x, y, z], index[x + 1, y, z]) for x, y, z in zip(*np.nonzero(scan["brain"][:-1] & scan["brain"][1:]))
-    ]
+    neighbours = np.nonzero(scan["brain"][:-1] & scan["brain"][1:])
+    pairs = [(index[x, y, z], index[x + 1, y, z]) for x, y, z in zip(*neighbours, strict=True)]
 
     def neighbour_r(out):
         return np.mean([np.corrcoef(out[:, i], out[:, j])[0, 1] for i, j in pairs])

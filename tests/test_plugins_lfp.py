@@ -50,7 +50,7 @@ def simulate_lfp(n_times, sfreq, *, rng, scale=1e-4):
     background = np.fft.irfft(spec, n_fft)[:n_times]
     lfp = background / background.std()
     lfp += 1.5 * _slow_envelope(rng, n_times, sfreq) * _band_noise(rng, n_times, sfreq, 40, 100)
-    for (low, high), weight in zip([(1, 4), (4, 7), (7, 13), (13, 30)], [0.8, 0.6, 0.5, 0.4]):
+    for (low, high), weight in zip([(1, 4), (4, 7), (7, 13), (13, 30)], [0.8, 0.6, 0.5, 0.4], strict=True):
         lfp += weight * _slow_envelope(rng, n_times, sfreq) * _band_noise(rng, n_times, sfreq, low, high)
     return scale * lfp / lfp.std()
 
@@ -80,7 +80,7 @@ def gradient_artifact_waveform(sfreq, *, duration=0.045, oversample=16):
     gx = _trapezoids(t, readout)
     blips = [(0.0035, 0.0003, 0.0006, -0.5)] + [(0.00637 + k * 0.0004, 0.00002, 0.0, 0.1) for k in range(63)]
     gy = _trapezoids(t, blips)
-    dgdt = sum(w * np.gradient(g, dt) for w, g in zip((1.0, 0.7, 0.4), (gz, gx, gy)))
+    dgdt = sum(w * np.gradient(g, dt) for w, g in zip((1.0, 0.7, 0.4), (gz, gx, gy), strict=True))
     dgdt = _gaussian_smooth(dgdt, 20e-6 / dt)
     # A slow zero-mean ramp across the slice (as the amplifier's coupling network recovers) puts
     # artifact power at the slice rate's low harmonics, inside the LFP bands.
@@ -186,7 +186,7 @@ def test_decimated_and_full_rate_band_power_agree():
     # differently at the two rates.
     middle = (t_fast > 10) & (t_fast < t_fast[-1] - 10)
     np.testing.assert_allclose(fast[:, middle].mean(axis=1), slow[:, middle].mean(axis=1), rtol=0.03)
-    for a, b in zip(fast[:, middle], slow[:, middle]):
+    for a, b in zip(fast[:, middle], slow[:, middle], strict=True):
         assert np.corrcoef(a, b)[0, 1] > 0.99
 
 
@@ -316,7 +316,7 @@ def _band_agreement(test, reference, onsets):
     p_test, times = spectrogram_band_power(test, TDT_RATE, bands=bands)
     p_ref, _ = spectrogram_band_power(reference, TDT_RATE, bands=bands)
     in_scan = (times - 0.5 >= onsets[0]) & (times + 0.5 <= onsets[-1])
-    r = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(p_test[:, in_scan], p_ref[:, in_scan])])
+    r = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(p_test[:, in_scan], p_ref[:, in_scan], strict=True)])
     ratio = p_test[:, in_scan].mean(axis=1) / p_ref[:, in_scan].mean(axis=1)
     return r, ratio
 
@@ -328,7 +328,7 @@ def test_template_regression_meets_the_acceptance_check(scan_recording):
     cleaned = template_regression(raw, TDT_RATE, slice_onsets=onsets)
     reference = notch_filter(lfp, TDT_RATE, freqs=_notch_freqs(60.0, 20.0, 300.0))
     r, ratio = _band_agreement(cleaned, reference, onsets)
-    assert np.all(r >= 0.95), dict(zip(FIVE_BANDS, r))
+    assert np.all(r >= 0.95), dict(zip(FIVE_BANDS, r, strict=True))
     np.testing.assert_allclose(ratio, 1.0, atol=0.10)
 
 

@@ -13,8 +13,8 @@ from lfpbold.plugins.temporal import (
     hrf_sweep,
     lagged_xcorr,
     mutual_information,
-    pearson,
     peak_lag,
+    pearson,
     shuffled_control,
     spearman,
 )
@@ -129,7 +129,7 @@ def test_lagged_xcorr_matches_explicit_loop_and_sign(rng):
     y += 0.5 * rng.standard_normal(200)
     lags, r = lagged_xcorr(x, y, t_r=0.5, max_lag_s=4.0)
     np.testing.assert_allclose(lags, np.arange(-8, 9) * 0.5)
-    for lag, value in zip(lags, r):
+    for lag, value in zip(lags, r, strict=True):
         k = int(round(lag / 0.5))
         a, b = (x[: 200 - k], y[k:]) if k >= 0 else (x[-k:], y[: 200 + k])
         assert value == pytest.approx(pearsonr(a, b).statistic, abs=1e-12)

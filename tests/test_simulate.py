@@ -39,8 +39,8 @@ def _tsv(path):
 def _fd_power(motion, radius=5.0):
     """Power et al. (2012) FD, written independently of the simulator."""
     fd = [0.0]
-    for prev, cur in zip(motion[:-1], motion[1:]):
-        d = [abs(a - b) for a, b in zip(cur, prev)]
+    for prev, cur in zip(motion[:-1], motion[1:], strict=True):
+        d = [abs(a - b) for a, b in zip(cur, prev, strict=True)]
         fd.append(sum(d[:3]) + radius * sum(d[3:]))
     return np.array(fd)
 

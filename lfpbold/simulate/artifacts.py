@@ -107,7 +107,7 @@ def add_gradient_artifact(
     first = np.searchsorted(slice_starts, n0 - length, side="right")
     last = np.searchsorted(slice_starts, n1, side="left")
     acc = np.zeros(out.shape[0])
-    for s, a in zip(slice_starts[first:last], slice_amps[first:last]):
+    for s, a in zip(slice_starts[first:last], slice_amps[first:last], strict=True):
         lo, hi = max(s, n0), min(s + length, n1)
         if hi > lo:
             acc[lo - n0 : hi - n0] += a * waveform[lo - s : hi - s]

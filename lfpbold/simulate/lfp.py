@@ -109,7 +109,7 @@ class LfpStream:
             white = self._rng.standard_normal((len(self.sos), n))
             env = self.env[r](t)
             common = mains.copy()
-            for (b, sos), wn in zip(self.sos.items(), white):
+            for (b, sos), wn in zip(self.sos.items(), white, strict=True):
                 y, self._zi[r][b] = signal.sosfilt(sos, wn, zi=self._zi[r][b])
                 y *= self.scale[b]
                 if b == "background":

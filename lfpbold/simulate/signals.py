@@ -187,7 +187,7 @@ def simulate_latents(scan_seed: int, *, size="small", regions=("ACC", "M1"), tru
         g, h, e = reg[:3] / sd
         drive = _standardize(z + w / cnr)
         power = {"gamma": BAND_RMS["gamma"] ** 2 * np.maximum(1.0 + POWER_DEPTH * drive, POWER_FLOOR)}
-        for (band, k), n_b in zip(BAND_COUPLING.items(), own):
+        for (band, k), n_b in zip(BAND_COUPLING.items(), own, strict=True):
             d_b = _standardize(-k * z / z.std() + math.sqrt(1.0 - k**2) * n_b)
             power[band] = BAND_RMS[band] ** 2 * np.maximum(1.0 + POWER_DEPTH * d_b, POWER_FLOOR)
         out["regions"][region] = {

@@ -245,7 +245,7 @@ def simulate_study(
 
     implants_truth = {r: _implant_truth(r, atlas, true_temporal_r, cnr) for r in regions}
     truth_scans = []
-    base_date = _dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=_dt.timezone.utc)
+    base_date = _dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=_dt.UTC)
     n_total = subjects * len(states) * sessions * scans
     done = 0
     for si in range(1, subjects + 1):
