@@ -100,7 +100,7 @@ def _estimate_cnr(band: dict | None, n_scans: int, n_voxels: int, settings: Mapp
     if cnr != "estimate":
         return float(cnr), None
     if band is None:
-        return np.nan, f"the noise-ceiling band {settings.get('band', 'gamma')!r} is not in this band set"
+        return np.nan, f"the noise-ceiling band {settings['band']!r} is not in this band set"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -112,7 +112,7 @@ def _estimate_cnr(band: dict | None, n_scans: int, n_voxels: int, settings: Mapp
                 cnr_grid=grid,
             ), None
     except (ValueError, TypeError) as err:  # too few scans, or maps of opposite sign
-        return np.nan, f"no CNR estimate from the {settings.get('band', 'gamma')} maps: {err}"
+        return np.nan, f"no CNR estimate from the {settings['band']} maps: {err}"
 
 
 def _infer(observed: float, cnr: float, cnr_reason, n_scans: int, n_volumes: int):
@@ -285,7 +285,7 @@ def summarize_cohort(
         out["missing"] = missing
         summaries.append(out)
 
-    nc_band = next((b for b in summaries if b["band"] == noise_ceiling.get("band", "gamma")), None)
+    nc_band = next((b for b in summaries if b["band"] == noise_ceiling["band"]), None)
     grid = spaced(noise_ceiling["cnr_grid"])
     cnr, cnr_reason = _estimate_cnr(nc_band, n_scans, n_voxels, noise_ceiling, grid)
     for b in summaries:

@@ -72,12 +72,15 @@ def combination(key) -> dict:
     return {k: int(key[k]) for k in PARAMSET_KEYS}
 
 
+def _scans(combo: dict, restriction=None):
+    """The scans and implants (with ``state``) that have spatial similarity rows for ``combo``, as a query."""
+    query = (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state")) & combo
+    return query if restriction is None else query & restriction
+
+
 def scan_keys(combo: dict, restriction=None) -> pd.DataFrame:
     """Scan and implant keys (with ``state``) that have a seed map and spatial similarity for ``combo``."""
-    query = (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state")) & combo
-    if restriction is not None:
-        query &= restriction
-    df = query.to_pandas().reset_index()
+    df = _scans(combo, restriction).to_pandas().reset_index()
     return df.reindex(columns=[*SCAN_IMPLANT, "state"]).sort_values(["state", "region", *SCAN_KEY], ignore_index=True)
 
 
@@ -100,7 +103,7 @@ def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathe
     g = Gathered(relation=relation, bands=bands, scans=scans)
     if scans.empty:
         return g
-    which = [dict(zip(SCAN_IMPLANT, k, strict=True)) for k in _keys(scans)]
+    which = _scans(combo, restriction)  # a semijoin, however many scans there are
     in_set = [{"band": b} for b in bands]
     seed = (analysis.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
     g.seed_maps = dict(zip(_keys(seed), seed["seed_map"], strict=True))
@@ -281,7 +284,7 @@ class Cohort(dj.Computed):
         combo = combination(key)
         where = {"state": key["state"], "region": key["region"]}
         band_sets = params.BandPowerParams.get_params(combo)["band_sets"]
-        nc_band = params.RelationParams.get_params(combo)["noise_ceiling"].get("band", "gamma")
+        nc_band = params.RelationParams.get_params(combo)["noise_ceiling"]["band"]
         summaries, scans = {}, None
         for band_set in band_sets:
             data = gather(combo, band_set=band_set, restriction=where)

@@ -16,6 +16,8 @@ import datajoint as dj
 from lfpbold.constants import CLASSIC_BANDS, RODENT_P, one_hz_bands
 from lfpbold.plugins import get_plugin
 
+from . import acquisition  # noqa: F401  (AnalysisSelection's definition refers to acquisition.Scan)
+
 schema = dj.Schema()
 
 #: The band sets of FrequencyBand, in display order.
