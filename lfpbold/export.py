@@ -34,7 +34,7 @@ def export_maps(
     ``group/state-<state>_seed-<region>[_band-<band>]_space-<atlas>_desc-<group...>_statmap.nii.gz``.
     Voxels outside the brain are NaN. Returns the written paths.
     """
-    from lfpbold.schemas import acquisition, analysis, cohort, params
+    from lfpbold.schemas import acquisition, cohort, params, relations
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,10 +79,10 @@ def export_maps(
     relation = params.RelationParams.get_params(restr)
     primary = {"map_method": relation["maps"]["methods"][0]}
     seed_restr = {"bold_paramset": bold_paramset, "relation_paramset": relation_paramset}
-    for r in (analysis.SeedMap * acquisition.Scan & seed_restr).to_dicts():
+    for r in (relations.SeedMap * acquisition.Scan & seed_restr).to_dicts():
         save(r["seed_map"], r["atlas"], out / f"{scan_stem(r)}_desc-seedmap_statmap.nii.gz")
     bands = params.FrequencyBand & {"band_set": band_set}
-    for r in (analysis.LFPPowerMap.Map * acquisition.Scan & restr & bands & primary).to_dicts():
+    for r in (relations.LFPPowerMap.Map * acquisition.Scan & restr & bands & primary).to_dicts():
         save(r["power_map"], r["atlas"], out / f"{scan_stem(r)}_band-{r['band']}_desc-lfppowermap_statmap.nii.gz")
     atlas_of = {}
     group_seed = {(c["state"], c["region"]): c["group_seed_map"] for c in (cohort.Cohort & restr).to_dicts()}

@@ -16,13 +16,19 @@ import datajoint as dj
 logger = logging.getLogger("lfpbold")
 
 #: schema module name -> database schema suffix, in dependency order
-SCHEMA_MODULES = ("acquisition", "params", "analysis", "cohort")
+SCHEMA_MODULES = ("acquisition", "params", "analysis", "relations", "cohort")
 
 
 def _modules():
-    from lfpbold.schemas import acquisition, analysis, cohort, params
+    from lfpbold.schemas import acquisition, analysis, cohort, params, relations
 
-    return {"acquisition": acquisition, "params": params, "analysis": analysis, "cohort": cohort}
+    return {
+        "acquisition": acquisition,
+        "params": params,
+        "analysis": analysis,
+        "relations": relations,
+        "cohort": cohort,
+    }
 
 
 def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
@@ -79,19 +85,19 @@ def tables_by_schema() -> dict[str, list[tuple[str, type]]]:
 
 def computed_tables() -> list:
     """Every computed table, upstream first."""
-    from lfpbold.schemas import analysis, cohort
+    from lfpbold.schemas import analysis, cohort, relations
 
     return [
         analysis.CleanLFP,
         analysis.BandPower,
         analysis.PreprocessedBold,
-        analysis.SeedMap,
-        analysis.LFPPowerMap,
-        analysis.TemporalCorrelation,
-        analysis.SpatialSimilarity,
-        analysis.HRFSensitivity,
-        analysis.LagCorrelation,
-        analysis.LFPRemoval,
+        relations.SeedMap,
+        relations.LFPPowerMap,
+        relations.TemporalCorrelation,
+        relations.SpatialSimilarity,
+        relations.HRFSensitivity,
+        relations.LagCorrelation,
+        relations.LFPRemoval,
         cohort.Cohort,
     ]
 

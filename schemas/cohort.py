@@ -19,7 +19,8 @@ import pandas as pd
 
 from lfpbold.constants import BAND_FIGURES
 
-from . import acquisition, analysis, params
+from . import acquisition, analysis, params, relations
+from .analysis import db_float
 from .params import PARAMSET_KEYS
 
 if TYPE_CHECKING:
@@ -30,11 +31,6 @@ schema = dj.Schema()
 SCAN_KEY = ["subject", "session", "run"]
 #: one row of per-scan data: a scan and one of its implants
 SCAN_IMPLANT = [*SCAN_KEY, "region"]
-
-
-def _nan(value):
-    """A float for the database, None for missing (MySQL has no NaN)."""
-    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _keys(df: pd.DataFrame, extra=()) -> list[tuple]:
@@ -74,7 +70,7 @@ def combination(key) -> dict:
 
 def _scans(combo: dict, restriction=None):
     """The scans and implants (with ``state``) that have spatial similarity rows for ``combo``, as a query."""
-    query = (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state")) & combo
+    query = (relations.SpatialSimilarity.proj() * acquisition.Session.proj("state")) & combo
     return query if restriction is None else query & restriction
 
 
@@ -105,27 +101,27 @@ def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathe
         return g
     which = _scans(combo, restriction)  # a semijoin, however many scans there are
     in_set = [{"band": b} for b in bands]
-    seed = (analysis.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
+    seed = (relations.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
     g.seed_maps = dict(zip(_keys(seed), seed["seed_map"], strict=True))
-    spatial = (analysis.SpatialSimilarity.Band & combo & which & in_set).proj("r").to_pandas().reset_index()
+    spatial = (relations.SpatialSimilarity.Band & combo & which & in_set).proj("r").to_pandas().reset_index()
     g.spatial_r = dict(zip(_keys(spatial, ["band"]), spatial["r"].astype(float), strict=True))
     primary_map = {"map_method": relation["maps"]["methods"][0]}
-    power = (analysis.LFPPowerMap.Map & combo & which & in_set & primary_map).proj("power_map")
+    power = (relations.LFPPowerMap.Map & combo & which & in_set & primary_map).proj("power_map")
     power = power.to_pandas().reset_index()
     g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"], strict=True))
-    metric = (analysis.TemporalCorrelation.Metric & combo & which & in_set).proj("value").to_pandas().reset_index()
+    metric = (relations.TemporalCorrelation.Metric & combo & which & in_set).proj("value").to_pandas().reset_index()
     if not metric.empty:
         g.metrics = dict(zip(_keys(metric, ["band", "metric"]), metric["value"].astype(float), strict=True))
         g.computed = set(zip(metric["band"], metric["metric"], strict=True))
-    shuffle = (analysis.TemporalCorrelation.Shuffle & combo & which & in_set).proj("null_mean")
+    shuffle = (relations.TemporalCorrelation.Shuffle & combo & which & in_set).proj("null_mean")
     shuffle = shuffle.to_pandas().reset_index()
     if not shuffle.empty:
         g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float), strict=True))
-    lags = (analysis.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
+    lags = (relations.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
     if not lags.empty:
         curves = zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"], strict=True)
         g.lag_curves = {k: (lg, r) if lg is not None else None for k, lg, r in curves}
-    removal = (analysis.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
+    removal = (relations.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
     if not removal.empty:
         g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"], strict=True))
     bold = analysis.PreprocessedBold & {"bold_paramset": combo["bold_paramset"]}
@@ -278,7 +274,7 @@ class Cohort(dj.Computed):
             * params.BoldParams.proj()
             * params.RelationParams.proj()
         )
-        return groups & (analysis.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
+        return groups & (relations.SpatialSimilarity.proj() * acquisition.Session.proj("state"))
 
     def make(self, key):
         combo = combination(key)
@@ -301,7 +297,7 @@ class Cohort(dj.Computed):
             dict(
                 key,
                 **{c: main.group[c] for c in ("n_scans", "n_subjects", "n_excluded")},
-                cnr=_nan(main.group["cnr"]),
+                cnr=db_float(main.group["cnr"]),
                 group_seed_map=main.group_seed_map.astype(np.float32),
                 missing=main.group["missing"],
                 scan_set_hash=scan_set_hash(scans),
@@ -312,8 +308,8 @@ class Cohort(dj.Computed):
             dict(
                 key,
                 band=b["band"],
-                **{c: _nan(b[c]) for c in BAND_FIGURES},
-                cnr=_nan(g["cnr"]),
+                **{c: db_float(b[c]) for c in BAND_FIGURES},
+                cnr=db_float(g["cnr"]),
                 missing={**g["missing"], **b["missing"]},
                 group_power_map=b["group_power_map"].astype(np.float32),
             )
@@ -321,9 +317,9 @@ class Cohort(dj.Computed):
         )
         bands = [b for b, _ in bands]
         self.Metric.insert(
-            dict(key, band=b["band"], metric=m, value=_nan(v)) for b in bands for m, v in b["metrics"].items()
+            dict(key, band=b["band"], metric=m, value=db_float(v)) for b in bands for m, v in b["metrics"].items()
         )
-        self.Removal.insert(dict(key, removal=m, spatial_r=_nan(r)) for m, r in main.removal.items())
+        self.Removal.insert(dict(key, removal=m, spatial_r=db_float(r)) for m, r in main.removal.items())
         curves = main.noise_ceiling
         if curves is not None:
             self.NoiseCeiling.insert(

@@ -109,7 +109,7 @@ def test_a_labs_metric_and_removal_method_become_result_columns(lab_package, emb
 
     from lfpbold.cli import main
     from lfpbold.query import results
-    from lfpbold.schemas import analysis, params
+    from lfpbold.schemas import analysis, params, relations
 
     assert not ingest_study(two_scans).errors
     p = params.RelationParams.default_params()
@@ -128,13 +128,13 @@ def test_a_labs_metric_and_removal_method_become_result_columns(lab_package, emb
 
     # The stored per-scan value is Kendall's tau of what the table correlated (an independent computation).
     key = {"relation_paramset": number, "band": "gamma"}
-    row = (analysis.TemporalCorrelation.Metric & key & {"metric": "kendall"}).to_dicts(limit=1)[0]
+    row = (relations.TemporalCorrelation.Metric & key & {"metric": "kendall"}).to_dicts(limit=1)[0]
     scan = {
         k: row[k] for k in ("subject", "session", "run", "region", "lfp_paramset", "band_paramset", "bold_paramset")
     }
     regressor = (analysis.BandPower.Band & scan & key).fetch1("regressor")
     keep = (analysis.PreprocessedBold & scan).fetch1("keep")
-    seed = (analysis.SeedMap & scan & key).fetch1("seed_ts")
+    seed = (relations.SeedMap & scan & key).fetch1("seed_ts")
     assert row["value"] == pytest.approx(kendalltau(regressor[keep], seed).statistic, abs=1e-12)
 
     out = CliRunner().invoke(

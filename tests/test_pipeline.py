@@ -38,7 +38,7 @@ def _counts():
 def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     from lfpbold.export import export_maps
     from lfpbold.query import results
-    from lfpbold.schemas import analysis, cohort
+    from lfpbold.schemas import analysis, cohort, relations
 
     truth = json.loads((small_study / "ground_truth.json").read_text())
     n_scans = len(truth["scans"])
@@ -62,18 +62,18 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     assert len(analysis.BandPower.Band()) == n_scans * 2 * 105
     assert len(analysis.PreprocessedBold()) == n_scans
     usable = len(analysis.PreprocessedBold & {"excluded": False})
-    assert len(analysis.SeedMap()) == usable * 2
-    assert len(analysis.SpatialSimilarity.Band()) == usable * 2 * 105
+    assert len(relations.SeedMap()) == usable * 2
+    assert len(relations.SpatialSimilarity.Band()) == usable * 2 * 105
     # Pearson and Spearman on every band, mutual information on the five named bands (RelationParams set 0)
-    assert len(analysis.TemporalCorrelation.Metric()) == usable * 2 * (105 * 2 + 5)
-    assert len(analysis.TemporalCorrelation.Shuffle()) == usable * 2 * 5
-    assert len(analysis.LFPPowerMap.Map()) == usable * 2 * 105 * 3
+    assert len(relations.TemporalCorrelation.Metric()) == usable * 2 * (105 * 2 + 5)
+    assert len(relations.TemporalCorrelation.Shuffle()) == usable * 2 * 5
+    assert len(relations.LFPPowerMap.Map()) == usable * 2 * 105 * 3
     assert len(cohort.Cohort()) >= 2
     excluded = (analysis.PreprocessedBold & {"excluded": True}).to_dicts()
     assert all("FD" in r["exclusion_reason"] for r in excluded)
     truth_excluded = sum(s["excluded_expected"] for s in truth["scans"])
     assert len(excluded) == truth_excluded
-    assert len(analysis.LFPRemoval.Method()) == usable * 2 * 3
+    assert len(relations.LFPRemoval.Method()) == usable * 2 * 3
     assert all(r["success_count"] == 0 for r in populate(display_progress=False).values())  # nothing left
 
     df = results()
@@ -109,7 +109,7 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
     written = export_maps(tmp_path / "maps")
     seeds = [p for p in written if p.name.endswith("desc-seedmap_statmap.nii.gz")]
     assert len(seeds) == usable * 2
-    row = analysis.SeedMap.to_dicts(limit=1)[0]
+    row = relations.SeedMap.to_dicts(limit=1)[0]
     stem = f"sub-{row['subject']}_ses-{row['session']}_task-rest_run-{row['run']}_space-"
     path = next(p for p in seeds if p.name.startswith(stem) and f"seed-{row['region']}_" in p.name)
     img = nib.load(path)
@@ -143,7 +143,7 @@ def sedated_study(tmp_path_factory):
 
 def test_recovers_the_simulated_truth(embedded_db, sedated_study):
     from lfpbold.query import results
-    from lfpbold.schemas import analysis, cohort
+    from lfpbold.schemas import cohort, relations
 
     truth = json.loads((sedated_study / "ground_truth.json").read_text())
     assert not ingest_study(sedated_study).errors
@@ -165,7 +165,7 @@ def test_recovers_the_simulated_truth(embedded_db, sedated_study):
     # BOLD lags gamma power by a few seconds (the simulated HRF peaks at 3 s).
     assert gamma["peak_lag_s"].between(1.0, 6.0).all(), gamma["peak_lag_s"]
     # The HRF sweep finds the simulated HRF's response delay (p[0] = 4 s).
-    sweep = (analysis.HRFSensitivity & {"region": "M1"}).to_dicts()
+    sweep = (relations.HRFSensitivity & {"region": "M1"}).to_dicts()
     mean_r = np.mean([s["temporal_r"] for s in sweep], axis=0)
     best = np.unravel_index(np.argmax(mean_r), mean_r.shape)
     assert abs(sweep[0]["response_delays"][best[0]] - 4.0) <= 1.0
@@ -256,7 +256,7 @@ def test_parameter_sets_side_by_side(embedded_db, small_study):
 def test_a_set_selected_for_one_subject_computes_that_subject_only(embedded_db, small_study):
     from lfpbold.pipeline import select
     from lfpbold.query import results
-    from lfpbold.schemas import acquisition, analysis, cohort, params
+    from lfpbold.schemas import acquisition, analysis, cohort, params, relations
 
     assert not ingest_study(small_study).errors
     populate(display_progress=False)
@@ -270,7 +270,7 @@ def test_a_set_selected_for_one_subject_computes_that_subject_only(embedded_db, 
     new = analysis.PreprocessedBold & {"bold_paramset": number}
     assert len(new) == len(acquisition.Scan & {"subject": "01"}) > 0
     assert set(new.to_arrays("subject")) == {"01"}
-    for table in (analysis.SeedMap, analysis.TemporalCorrelation, analysis.LFPRemoval):
+    for table in (relations.SeedMap, relations.TemporalCorrelation, relations.LFPRemoval):
         rows = table & {"bold_paramset": number}
         assert set(rows.to_arrays("subject")) == {"01"}
         assert len(rows) == len(table & {"bold_paramset": 0, "subject": "01"})
