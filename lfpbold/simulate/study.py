@@ -18,7 +18,7 @@ import numpy as np
 
 from lfpbold import __version__
 from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
-from lfpbold.plugins.bold import framewise_displacement, screen_motion
+from lfpbold.plugins.bold import fd_screening
 from lfpbold.plugins.hrf import RODENT_P
 from lfpbold.simulate.anatomy import Atlas, build_atlas
 from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS
@@ -59,12 +59,9 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
 
 
 def _fd_rule() -> dict:
-    """The FD screening the truth's ``excluded_expected`` follows: the plugins' defaults, the study's rule."""
+    """The FD screening the truth's ``excluded_expected`` follows: the plugin's defaults, the study's rule."""
     rule = {
-        name: p.default
-        for func in (framewise_displacement, screen_motion)
-        for name, p in inspect.signature(func).parameters.items()
-        if p.default is not p.empty
+        name: p.default for name, p in inspect.signature(fd_screening).parameters.items() if p.default is not p.empty
     }
     before, after = rule["neighbours"]
     return {
@@ -297,7 +294,7 @@ def simulate_study(
                         scan_seed=sseed,
                         size=sz,
                     )
-                    fd = framewise_displacement(mot)
+                    screened = fd_screening(mot, state=state)
                     truth_scans.append(
                         {
                             "subject": sub,
@@ -307,8 +304,8 @@ def simulate_study(
                             "seed": sseed,
                             "implants": [implants_truth[r] for r in regions],
                             "artifact": artifact,
-                            "excluded_expected": screen_motion(fd, state=state)["excluded"],
-                            "max_fd_mm": float(fd.max()),
+                            "excluded_expected": screened["excluded"],
+                            "max_fd_mm": float(screened["fd"].max()),
                             "n_volumes": sz.n_volumes,
                             "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
                             "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
