@@ -573,24 +573,6 @@ def test_read_lfp_memory_is_output_plus_a_block(tmp_path, monkeypatch, chunks):
     assert peak < got.nbytes + 4 * (1 << 20), peak  # the whole dataset would be 12.8 MB
 
 
-def test_ingest_never_imports_datajoint():
-    import ast
-
-    for path in (Path(__file__).parents[1] / "ingest").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            assert not any(n.split(".")[0] == "datajoint" for n in names), path
-
-
-# ---------------------------------------------------------------- the simulator's study, read as a lab's
-
-
 def test_simulated_study_reads_clean(small_study):
     """lfpbold.simulate writes the layout contract; ingest reads it back without a single error."""
     import h5py

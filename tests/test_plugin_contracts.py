@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -303,19 +302,6 @@ def test_cli_leaves_a_lab_step_without_contract_unchecked(registered):
 
 # ---------------------------------------------------------------------------------------------
 # Nothing in plugins/ needs DataJoint
-
-
-def test_plugins_never_import_datajoint():
-    for path in PLUGINS_DIR.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            assert not any(n.split(".")[0] == "datajoint" for n in names), path
 
 
 def test_importing_every_plugin_leaves_datajoint_unloaded():
