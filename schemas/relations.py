@@ -58,14 +58,14 @@ class SeedMap(dj.Computed):
         return selected(_usable_bold() * acquisition.Implant.proj() * params.RelationParams.proj()) & recorded
 
     def make_fetch(self, key):
-        return (PreprocessedBold & key).fetch1("data_digest"), _relation(key)["maps"]
+        return (PreprocessedBold & key).fetch1("data_digest"), _relation(key)
 
-    def make_compute(self, key, _, maps):
+    def make_compute(self, key, _, relation):
         from lfpbold.plugins.maps import roi_mean
 
         data = bold_data(key)
         seed = roi_mean(data, _roi(key))
-        return seed, np.asarray(get_plugin("correlation_map", maps["methods"][0])(seed, data), dtype=np.float32)
+        return seed, np.asarray(_map_method(relation)(seed, data), dtype=np.float32)
 
     def make_insert(self, key, seed, seed_map):
         self.insert1(dict(key, seed_ts=seed, seed_map=seed_map))
@@ -374,9 +374,8 @@ class LFPRemoval(dj.Computed):
         keep = (PreprocessedBold & key).fetch1("keep")
         original = (SeedMap & key).fetch1("seed_map")
         roi = _roi(key)
-        rows = {
-            r["band"]: r["regressor"] for r in (BandPower.Band & key & [{"band": b} for b in spec["bands"]]).to_dicts()
-        }
+        named = BandPower.Band.proj("regressor") & key & [{"band": b} for b in spec["bands"]]
+        rows = dict(zip(*named.to_arrays("band", "regressor"), strict=True))
         missing = [b for b in spec["bands"] if b not in rows]
         if missing:
             raise ValueError(
