@@ -103,6 +103,19 @@ def test_the_registry_finds_the_installed_methods(lab_package):
     assert get_plugin("temporal_metric", "kendall")([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
 
 
+def test_the_installed_methods_pass_their_contracts(lab_package):
+    from click.testing import CliRunner
+
+    from lfpbold.cli import main
+    from lfpbold.plugins.contracts import check_method
+
+    assert check_method("temporal_metric", "kendall") == []
+    assert check_method("lfp_removal", "nothing") == []
+    out = CliRunner().invoke(main, ["plugins", "--check"])
+    assert out.exit_code == 0, out.output
+    assert any(line.split()[:3] == ["temporal_metric", "kendall", "ok"] for line in out.output.splitlines())
+
+
 def test_a_labs_metric_and_removal_method_become_result_columns(lab_package, embedded_db, two_scans):
     from click.testing import CliRunner
     from scipy.stats import kendalltau
