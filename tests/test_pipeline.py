@@ -339,6 +339,10 @@ def test_cli_end_to_end(embedded_db, small_study, tmp_path):
     r = run(main, ["--prefix", prefix, "results", "--by", "subject,band", "--format", "json"])
     assert r.exit_code == 0, r.output
     assert {"subject", "state", "region", "band"} <= set(json.loads(r.output)[0])
+    r = run(main, ["--prefix", prefix, "select", "--subject", "01"])  # the defaults: already selected at ingest
+    assert r.exit_code == 0 and "0 scan(s) newly selected" in r.output, r.output
+    r = run(main, ["--prefix", prefix, "select", "--bold-paramset", "9"])
+    assert r.exit_code == 1 and "No BoldParams set 9" in r.output, r.output
     r = run(main, ["--prefix", prefix, "results", "--by", "animal"])
     assert r.exit_code != 0 and "animal" in r.output
     r = run(main, ["--prefix", prefix, "db"])
