@@ -5,10 +5,10 @@ layer inserts; nothing here imports DataJoint. Problems raise :class:`IngestErro
 file and the field.
 """
 
-from .checksum import sha256
+from .checksum import fingerprint, sha256
 from .errors import IngestError
 from .nifti import read_bold
 from .nwb import read_lfp
 from .study import ScanRecords, StudyRecords, read_study
 
-__all__ = ["IngestError", "read_study", "StudyRecords", "ScanRecords", "read_lfp", "read_bold", "sha256"]
+__all__ = ["IngestError", "read_study", "StudyRecords", "ScanRecords", "read_lfp", "read_bold", "sha256", "fingerprint"]

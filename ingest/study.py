@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .bids import parse_entities, read_dataset_description, read_motion, read_participants, read_sessions, read_sidecar
-from .checksum import sha256
+from .checksum import fingerprint
 from .errors import IngestError
 from .nifti import read_atlas, read_bold_header
 from .nwb import read_nwb
@@ -273,11 +273,16 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
                 )
     if errors:
         return None
+    try:  # taken last, so that a file written while it was validated is caught
+        bold_id, nwb_id = _fingerprint("bold", bold_path, checksums), _fingerprint("nwb", nwb_path, checksums)
+    except IngestError as err:
+        errors.append(err)
+        return None
 
     fmri = {
         **key,
         "bold_path": str(bold_path),
-        "bold_sha256": sha256(bold_path) if checksums else "",
+        **bold_id,
         "t_r": float(sidecar["RepetitionTime"]),
         "n_volumes": header["shape"][3],
         "shape": header["shape"],
@@ -289,10 +294,15 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         "motion_path": str(motion_path),
         "sidecar": sidecar,
     }
-    lfp = {**key, **nwb["lfp"], "nwb_sha256": sha256(nwb_path) if checksums else ""}
+    lfp = {**key, **nwb["lfp"], **nwb_id}
     channels = [{**key, "subject": sub, **c} for c in nwb["channels"]]
     scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp, channels=channels)
     return scan, nwb
+
+
+def _fingerprint(role: str, path, checksums: bool) -> dict:
+    """``<role>_sha256``, ``<role>_size``, ``<role>_mtime_ns``: what populate checks the file against."""
+    return {f"{role}_{k}": v for k, v in fingerprint(path, checksum=checksums).items()}
 
 
 def _check_slice_timing(sidecar, chain, header, t_r, errors):

@@ -103,34 +103,67 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True):
+def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(study_dir, checksums=checksums)
-    click.echo(f"ingest {study_dir}: {len(report.inserted)} scan(s) inserted, {len(report.skipped)} already there")
+    report = ingest_study(study_dir, checksums=checksums, replace=replace, dry_run=dry_run, data_root=data_root)
+    for key, counts in report.replaced:
+        scan = " ".join(f"{k}={v}" for k, v in key.items())
+        detail = ", ".join(f"{table} {n}" for table, n in counts.items())
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"replace {scan}: {verb} {sum(counts.values())} row(s) ({detail})")
+    if dry_run:
+        click.echo(f"dry run of {study_dir} (paths relative to {report.data_root}); nothing inserted or deleted")
+        for kind, items in report.planned.items():
+            click.echo(f"would insert {len(items)} {kind[:-1] if len(items) == 1 else kind}")
+            for item in items:
+                click.echo(f"  {' '.join(f'{k}={v}' for k, v in item.items()) if isinstance(item, dict) else item}")
+        click.echo(f"{len(report.skipped)} scan(s) already there and unchanged; {len(report.errors)} problem(s)")
+    else:
+        replaced = (
+            f", {len(report.replaced)} replaced ({report.deleted_rows} row(s) deleted)" if report.replaced else ""
+        )
+        counts = f"{len(report.inserted)} scan(s) inserted{replaced}, {len(report.skipped)} already there"
+        click.echo(f"ingest {study_dir}: {counts}")
     for err in report.errors:
         click.echo(f"error: {err}", err=True)
     return report
 
 
+_DATA_ROOT_HELP = (
+    "Folder the study folders sit in on this machine; stored paths are relative to it "
+    "(default $LFPBOLD_DATA_ROOT, else: at ingest the study folder's parent, later the roots recorded at ingest)."
+)
+
+
 @main.command()
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 of each file (faster on huge files).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="A scan whose file changed since it was ingested: delete its rows and every result derived from them, "
+    "then ingest the new files.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be inserted and every problem; insert nothing.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums):
+def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
     try:
-        report = _ingest(ctx, study_dir, checksums=not no_checksums)
+        report = _ingest(
+            ctx, study_dir, checksums=not no_checksums, replace=replace, dry_run=dry_run, data_root=data_root
+        )
     except IngestError as err:
         raise click.ClickException(str(err)) from None
     if report.errors:
         sys.exit(1)
 
 
-def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
+def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify="stat", data_root=None):
     from lfpbold.pipeline import populate as run
 
     _connect(ctx)
@@ -138,6 +171,8 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
         processes=processes,
         reserve_jobs=reserve_jobs,
         orphan_timeout=orphan_timeout,
+        verify=verify,
+        data_root=data_root,
         echo=click.echo,
         display_progress=sys.stderr.isatty(),
     )  # bars only for a person watching, not in logs
@@ -156,10 +191,36 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
     default=None,
     help="With --reserve-jobs: requeue jobs reserved longer than this many seconds (killed workers).",
 )
+@click.option(
+    "--verify",
+    type=click.Choice(["stat", "full"]),
+    default="stat",
+    show_default=True,
+    help="How each file is checked before it is read: size and mtime (SHA-256 when either differs), or SHA-256 always.",
+)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
 @click.pass_context
-def populate(ctx, processes, reserve_jobs, orphan_timeout):
+def populate(ctx, processes, reserve_jobs, orphan_timeout, verify, data_root):
     """Fill in every analysis for every ingested scan, upstream first."""
-    if _populate(ctx, processes, reserve_jobs, orphan_timeout):
+    if _populate(ctx, processes, reserve_jobs, orphan_timeout, verify=verify, data_root=data_root):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
+@click.pass_context
+def check(ctx, data_root):
+    """Re-hash every ingested file (BOLD NIfTI, NWB) and report each one that changed or vanished; exit 1 if any."""
+    from lfpbold.integrity import check as run
+
+    _connect(ctx)
+    report = run(data_root=data_root, echo=lambda line: click.echo(f"changed: {line}", err=True))
+    rate = report.n_bytes / 1e6 / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"check: {report.checked} file(s), {report.n_bytes / 1e6:.1f} MB in {report.seconds:.1f} s ({rate:.0f} MB/s): "
+        f"{len(report.problems)} changed or missing"
+    )
+    if report.problems:
         sys.exit(1)
 
 

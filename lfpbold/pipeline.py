@@ -107,22 +107,80 @@ class IngestReport:
     inserted: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     errors: list[Exception] = field(default_factory=list)
+    #: scans whose files changed, replaced with ``replace=True``: key -> {table: rows deleted}
+    replaced: list[tuple[dict, dict[str, int]]] = field(default_factory=list)
+    #: with ``dry_run=True``: what would be inserted, per kind (subjects, sessions, scans, files)
+    planned: dict[str, list] = field(default_factory=dict)
+    data_root: Path | None = None
+    dry_run: bool = False
+
+    @property
+    def deleted_rows(self) -> int:
+        return sum(sum(counts.values()) for _, counts in self.replaced)
 
 
-def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestReport:
+def ingest_study(
+    study_dir: str | Path,
+    *,
+    checksums: bool = True,
+    replace: bool = False,
+    dry_run: bool = False,
+    data_root: str | Path | None = None,
+) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
     Running it twice inserts nothing the second time. A scan already in the database whose file
-    checksum has changed is an error (the database would otherwise describe a different file).
+    has changed (SHA-256 or size) is an error (the database would otherwise describe a different
+    file), unless ``replace``: then the scan's rows and every row derived from them are deleted
+    and the new files ingested, in one transaction (the scan's parameter-set selections are kept).
     Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
     study's analysis for it; :func:`select` adds other combinations.
+
+    Parameters
+    ----------
+    dry_run : bool
+        Validate and report what would be inserted (``IngestReport.planned``) and every problem,
+        inserting and deleting nothing.
+    data_root : path, optional
+        Paths are stored relative to it (see :mod:`lfpbold.integrity`); default
+        ``$LFPBOLD_DATA_ROOT``, else the study folder's parent. The study folder must lie inside it.
     """
+    from lfpbold import integrity
     from lfpbold.ingest import IngestError, read_study
     from lfpbold.schemas import acquisition as acq
     from lfpbold.schemas import params
 
+    try:
+        root = integrity.ingest_root(study_dir, data_root)
+    except ValueError as err:
+        raise IngestError(study_dir, "data root", str(err).split(": ", 1)[1]) from None
     records = read_study(study_dir, checksums=checksums)
-    report = IngestReport(errors=list(records.errors))
+    _store_relative(records, root)
+    report = IngestReport(errors=list(records.errors), data_root=root, dry_run=dry_run)
+    new, changed = [], []  # (identity below: records hold arrays, so == would compare them)
+    for scan in records.scans:
+        if not acq.Scan & scan.key:
+            new.append(scan)
+            continue
+        path = _changed_file(scan)
+        if path is None:
+            report.skipped.append(scan.key)
+        elif replace:
+            changed.append(scan)
+        else:
+            report.errors.append(
+                IngestError(
+                    path,
+                    "sha256",
+                    "file changed since it was ingested; `lfpbold ingest --replace` deletes the scan's rows "
+                    "(and every result computed from them) and ingests the new file",
+                    root=records.study_dir,
+                )
+            )
+    if dry_run:
+        report.planned = _plan(records, new + changed)
+        report.replaced = [(scan.key, _cascade_counts(scan.key)) for scan in changed]
+        return report
     conn = acq.Subject.connection
     with conn.transaction:
         regions = {r["region"] for r in records.implants} | {r["region"] for r in records.rois}
@@ -134,31 +192,100 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
         acq.Implant.insert(records.implants, skip_duplicates=True)
         acq.Atlas.insert1(records.atlas, skip_duplicates=True)
         acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
-    for scan in records.scans:
-        if acq.Scan & scan.key:
-            stored = (acq.FMRIRun * acq.LFPRecording & scan.key).fetch1("bold_sha256", "nwb_sha256")
-            now = (scan.fmri["bold_sha256"], scan.lfp["nwb_sha256"])
-            paths = (scan.fmri["bold_path"], scan.lfp["nwb_path"])
-            changed = [p for p, a, b in zip(paths, stored, now, strict=True) if a and b and a != b]
-            if changed:
-                report.errors.append(
-                    IngestError(
-                        changed[0],
-                        "sha256",
-                        "file changed since it was ingested; delete the scan's rows to ingest the new file",
-                    )
-                )
-            else:
-                report.skipped.append(scan.key)
-            continue
+        _record_root(root)
+    replacing = {id(scan) for scan in changed}
+    for scan in new + changed:
         with conn.transaction:
+            selections = [dict(DEFAULT_COMBINATION)]
+            if id(scan) in replacing:
+                selections = (params.AnalysisSelection & scan.key).proj().to_dicts()
+                counts = _cascade_counts(scan.key)
+                (acq.Scan & scan.key).delete(prompt=False)  # inside this transaction: undone if the insert fails
+                report.replaced.append((scan.key, counts))
             acq.Scan.insert1(scan.scan)
-            acq.FMRIRun.insert1(scan.fmri)
-            acq.LFPRecording.insert1(scan.lfp)
+            # databases made before size and mtime were kept lack those columns; SHA-256 alone checks their files
+            acq.FMRIRun.insert1(scan.fmri, ignore_extra_fields=True)
+            acq.LFPRecording.insert1(scan.lfp, ignore_extra_fields=True)
             acq.LFPRecording.Channel.insert(scan.channels)
-            params.AnalysisSelection.insert1(dict(scan.key, **DEFAULT_COMBINATION))  # the study's analysis
-        report.inserted.append(scan.key)
+            params.AnalysisSelection.insert(
+                [dict(s, **scan.key) for s in selections] or [dict(scan.key, **DEFAULT_COMBINATION)]
+            )
+        if id(scan) not in replacing:
+            report.inserted.append(scan.key)
     return report
+
+
+def _store_relative(records, root: Path) -> None:
+    """Every path the records keep, relative to the data root (in place)."""
+    from lfpbold.integrity import stored_path
+
+    for row in records.sessions:
+        row["session_dir"] = stored_path(row["session_dir"], root)
+    if records.atlas:
+        records.atlas["atlas_dir"] = stored_path(records.atlas["atlas_dir"], root)
+    for row in records.rois:
+        row["roi_path"] = stored_path(row["roi_path"], root)
+    for scan in records.scans:
+        for row, attr in ((scan.fmri, "bold_path"), (scan.fmri, "motion_path"), (scan.lfp, "nwb_path")):
+            row[attr] = stored_path(row[attr], root)
+
+
+def _changed_file(scan) -> str | None:
+    """The ingested file of a scan already in the database that differs from the one read now (its path)."""
+    from lfpbold.schemas import acquisition as acq
+
+    for table, row, role in ((acq.FMRIRun, scan.fmri, "bold"), (acq.LFPRecording, scan.lfp, "nwb")):
+        attrs = [f"{role}_{a}" for a in ("sha256", "size") if f"{role}_{a}" in table.heading.names]
+        stored = dict(zip(attrs, (table & scan.key).fetch1(*attrs), strict=True))
+        for attr, was in stored.items():
+            now = row.get(attr)
+            if was not in (None, "") and now not in (None, "") and was != now:
+                return row[f"{role}_path"]
+    return None
+
+
+def _cascade_counts(key: dict) -> dict[str, int]:
+    """Rows a delete of the scan would remove, per table (the scan's own rows included)."""
+    from lfpbold.schemas import acquisition as acq
+
+    names = {cls.full_table_name: name for rows in tables_by_schema().values() for name, cls in rows}
+    counts = dj.Diagram.cascade(acq.Scan & key).counts()
+    return {names.get(table, table): n for table, n in counts.items() if n}
+
+
+def _plan(records, scans) -> dict[str, list]:
+    """What an ingest of ``records`` would insert: new subjects, sessions, and the scans and files given."""
+    from lfpbold.schemas import acquisition as acq
+
+    def key(row, attrs):
+        return {a: row[a] for a in attrs}
+
+    return {
+        "subjects": [key(r, ["subject"]) for r in records.subjects if not acq.Subject & key(r, ["subject"])],
+        "sessions": [
+            key(r, ["subject", "session"]) for r in records.sessions if not acq.Session & key(r, ["subject", "session"])
+        ],
+        "scans": [scan.key for scan in scans],
+        "files": [
+            p for scan in scans for p in (scan.fmri["bold_path"], scan.fmri["motion_path"], scan.lfp["nwb_path"])
+        ],
+    }
+
+
+def _record_root(root: Path) -> None:
+    import datetime
+    import hashlib
+
+    from lfpbold.schemas import acquisition as acq
+
+    row = {
+        "root_md5": hashlib.md5(str(root).encode()).hexdigest(),
+        "data_root": str(root),
+        "recorded_at": datetime.datetime.now().replace(microsecond=0),
+    }
+    if acq.DataRoot & {"root_md5": row["root_md5"]}:
+        (acq.DataRoot & {"root_md5": row["root_md5"]}).delete_quick()
+    acq.DataRoot.insert1(row)
 
 
 #: The study's parameter sets: what ingest selects for every new scan.
@@ -237,6 +364,8 @@ def populate(
     display_progress: bool = True,
     orphan_timeout: float | None = None,
     echo: Callable[[str], None] | None = None,
+    verify: str = "stat",
+    data_root: str | Path | None = None,
 ) -> dict[str, dict]:
     """Fill every computed table, upstream first; one table's failures do not stop the others.
 
@@ -250,14 +379,23 @@ def populate(
         killed with SIGKILL leaves its job reserved forever) are returned to the queue first.
     display_progress : bool
         A progress bar per table.
+    verify : {"stat", "full"}
+        How each make checks the files it reads against what ingest recorded: ``"stat"`` compares
+        size and modification time, and the SHA-256 when either differs; ``"full"`` the SHA-256
+        always. A changed file fails its keys with an error naming it (:mod:`lfpbold.integrity`).
+    data_root : path, optional
+        Where the study folders are on this machine, for paths stored relative to a data root
+        (default ``$LFPBOLD_DATA_ROOT``, else the roots recorded at ingest).
 
     Returns
     -------
     dict
         Per table name: ``{"success_count": n, "error_list": [(key, message), ...]}``.
     """
+    from lfpbold import integrity
     from lfpbold.schemas import cohort
 
+    integrity.configure(verify=verify, data_root=data_root)  # read by the makes of this process and its workers
     echo = echo or (lambda s: None)
     outcome = {}
     for table in computed_tables():

@@ -1,7 +1,8 @@
 """What was recorded: subjects, sessions, probes, implants, the atlas, and each scan's files.
 
 Filled by ``lfpbold ingest``. Raw samples stay in the lab's NWB and NIfTI files; rows keep the
-path, a checksum and the metadata needed to read them back lazily.
+path (relative to a data root, see :mod:`lfpbold.integrity`), the file's SHA-256, size and
+modification time, and the metadata needed to read them back lazily.
 """
 
 import datajoint as dj
@@ -144,8 +145,10 @@ class FMRIRun(dj.Manual):
     # the scan's BOLD run; voxels stay in the NIfTI file
     -> Scan
     ---
-    bold_path : varchar(1024)
+    bold_path : varchar(1024)          # relative to the data root (absolute in older rows)
     bold_sha256 : char(64)
+    bold_size = null : int64           # bytes at ingest (null in databases made before it was kept)
+    bold_mtime_ns = null : int64       # modification time at ingest, ns since the epoch
     t_r : float64                      # seconds
     n_volumes : int32
     shape : json                       # [X, Y, Z, T]
@@ -163,8 +166,10 @@ class LFPRecording(dj.Manual):
     # the scan's raw LFP; samples stay in the NWB file
     -> Scan
     ---
-    nwb_path : varchar(1024)
+    nwb_path : varchar(1024)           # relative to the data root (absolute in older rows)
     nwb_sha256 : char(64)
+    nwb_size = null : int64            # bytes at ingest (null in databases made before it was kept)
+    nwb_mtime_ns = null : int64        # modification time at ingest, ns since the epoch
     series_path : varchar(255)         # e.g. acquisition/ElectricalSeries
     series_object_id : varchar(64)     # NWB object_id of the series
     sampling_rate : float64            # Hz
@@ -183,3 +188,14 @@ class LFPRecording(dj.Manual):
         -> Implant
         electrode : int32              # contact on the implant's probe
         """
+
+
+@schema
+class DataRoot(dj.Manual):
+    definition = """
+    # a folder ingest stored paths relative to, as the ingesting machine saw it
+    root_md5 : char(32)                # md5 of data_root (a path is too long for a MySQL key)
+    ---
+    data_root : varchar(1024)          # absolute
+    recorded_at : datetime             # when an ingest last used it
+    """

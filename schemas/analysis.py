@@ -4,8 +4,9 @@ Every ``make`` fetches its inputs, calls the plugin methods its parameter set na
 entry-point registry) and inserts the result; each table computes only the parameter-set
 combinations :class:`~lfpbold.schemas.params.AnalysisSelection` asks for. Heavy steps use the
 tripartite make: ``make_fetch`` returns only identifiers and digests (it is run twice and its result
-hashed), ``make_compute`` reads the data and calls the plugins outside any transaction,
-``make_insert`` writes the rows.
+hashed) and checks each file it names against what ingest recorded
+(:func:`lfpbold.integrity.verified_file`), ``make_compute`` reads the data and calls the plugins
+outside any transaction, ``make_insert`` writes the rows.
 
 What LFP and BOLD have to do with each other (maps, temporal and spatial relationships, LFP
 removal) is in :mod:`lfpbold.schemas.relations`. The numeric helpers (readers, plugins) are
@@ -18,6 +19,7 @@ import hashlib
 import datajoint as dj
 import numpy as np
 
+from lfpbold.integrity import verified_file
 from lfpbold.plugins import get_plugin
 
 from . import acquisition, params
@@ -81,7 +83,8 @@ class CleanLFP(dj.Computed):
         return selected(rec & acquisition.LFPRecording.Channel.proj("region"))
 
     def make_fetch(self, key):
-        rec = (acquisition.LFPRecording & key).fetch1("nwb_path", "nwb_sha256", "series_path", "sampling_rate")
+        nwb_path = verified_file(acquisition.LFPRecording & key, "nwb")  # the file ingested, or an error naming it
+        rec = (nwb_path, *(acquisition.LFPRecording & key).fetch1("nwb_sha256", "series_path", "sampling_rate"))
         channels = tuple((acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel").tolist())
         return rec, channels, params.LFPParams.get_params(key)
 
@@ -187,9 +190,10 @@ class PreprocessedBold(dj.Computed):
         return selected(acquisition.FMRIRun.proj() * params.BoldParams.proj())
 
     def make_fetch(self, key):
-        return (acquisition.FMRIRun & key).fetch1("bold_sha256"), params.BoldParams.get_params(key)
+        bold_path = verified_file(acquisition.FMRIRun & key, "bold")  # the file ingested, or an error naming it
+        return bold_path, params.BoldParams.get_params(key)
 
-    def make_compute(self, key, bold_sha256, p):
+    def make_compute(self, key, bold_path, p):
         from lfpbold.ingest import read_bold
 
         run = (acquisition.FMRIRun & key).fetch1()
@@ -203,7 +207,7 @@ class PreprocessedBold(dj.Computed):
             excluded, reason = bool(verdict["excluded"]), str(verdict["reason"])
         if excluded:
             return fd, keep, True, reason, None
-        bold, affine = read_bold(run["bold_path"])
+        bold, affine = read_bold(bold_path)
         name, kw = method_and_kwargs(p["bold_preprocessing"], "bold_preprocessing")
         data = get_plugin("bold_preprocessing", name)(
             bold,
