@@ -108,13 +108,14 @@ def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_r
 
     _connect(ctx)
     report = ingest_study(study_dir, checksums=checksums, replace=replace, dry_run=dry_run, data_root=data_root)
+    if dry_run:
+        click.echo(f"dry run of {study_dir} (paths relative to {report.data_root}); nothing inserted or deleted")
     for key, counts in report.replaced:
         scan = " ".join(f"{k}={v}" for k, v in key.items())
         detail = ", ".join(f"{table} {n}" for table, n in counts.items())
         verb = "would delete" if dry_run else "deleted"
         click.echo(f"replace {scan}: {verb} {sum(counts.values())} row(s) ({detail})")
     if dry_run:
-        click.echo(f"dry run of {study_dir} (paths relative to {report.data_root}); nothing inserted or deleted")
         for kind, items in report.planned.items():
             click.echo(f"would insert {len(items)} {kind[:-1] if len(items) == 1 else kind}")
             for item in items:

@@ -170,7 +170,7 @@ def ingest_study(
         else:
             report.errors.append(
                 IngestError(
-                    path,
+                    root / path,  # stored relative to the data root
                     "sha256",
                     "file changed since it was ingested; `lfpbold ingest --replace` deletes the scan's rows "
                     "(and every result computed from them) and ingests the new file",

@@ -188,8 +188,9 @@ def test_failed_make_leaves_no_partial_rows_and_rerun_resumes(embedded_db, small
     shutil.copytree(small_study, study)
     assert not ingest_study(study).errors
     victim = acquisition.LFPRecording.to_dicts(limit=1)[0]
+    nwb = tmp_path / victim["nwb_path"]  # stored relative to the data root, the study folder's parent
     hidden = tmp_path / "hidden.nwb"
-    shutil.move(victim["nwb_path"], hidden)
+    shutil.move(nwb, hidden)
     outcome = populate(display_progress=False)
     errors = outcome["CleanLFP"]["error_list"]
     assert len(errors) == 2  # both implants of the scan whose file is gone
@@ -197,7 +198,7 @@ def test_failed_make_leaves_no_partial_rows_and_rerun_resumes(embedded_db, small
     assert len(analysis.CleanLFP & key) == 0
     assert len(analysis.CleanLFP.Channel & key) == 0
     assert len(analysis.CleanLFP()) == (len(acquisition.Scan()) - 1) * 2
-    shutil.move(hidden, victim["nwb_path"])
+    shutil.move(hidden, nwb)
     outcome = populate(display_progress=False)
     assert all(not r["error_list"] for r in outcome.values())
     assert outcome["CleanLFP"]["success_count"] == 2
