@@ -262,7 +262,7 @@ def verified_file(row, role: str) -> str:
     """
     names = row.heading.names
     attrs = [f"{role}_{a}" for a in ("path", "sha256", "size", "mtime_ns") if f"{role}_{a}" in names]
-    values = dict(zip(attrs, row.fetch1(*attrs), strict=True))
+    values = row.proj(*attrs).fetch1()
     path = resolve(values[f"{role}_path"], _recorded_roots())
     verify_file(
         path,

@@ -236,8 +236,8 @@ def _changed_file(scan) -> str | None:
 
     for table, row, role in ((acq.FMRIRun, scan.fmri, "bold"), (acq.LFPRecording, scan.lfp, "nwb")):
         attrs = [f"{role}_{a}" for a in ("sha256", "size") if f"{role}_{a}" in table.heading.names]
-        stored = dict(zip(attrs, (table & scan.key).fetch1(*attrs), strict=True))
-        for attr, was in stored.items():
+        stored = (table & scan.key).proj(*attrs).fetch1()
+        for attr, was in ((a, stored[a]) for a in attrs):
             now = row.get(attr)
             if was not in (None, "") and now not in (None, "") and was != now:
                 return row[f"{role}_path"]

@@ -287,24 +287,33 @@ def test_moved_study_populates_under_another_data_root(embedded_db, tiny_study, 
 
 
 @pytest.mark.db
-def test_absolute_paths_of_older_databases_still_work(embedded_db, tiny_study, tmp_path):
+def test_older_databases_absolute_paths_and_no_size_or_mtime_still_work(embedded_db, tiny_study, tmp_path):
+    from lfpbold.pipeline import activate
     from lfpbold.schemas import acquisition, analysis
 
     study = tmp_path / "data" / "study"
     shutil.copytree(tiny_study, study)
     assert not ingest_study(study).errors
-    for key in acquisition.FMRIRun.keys():  # as a database made before data roots, size and mtime
-        path = (acquisition.FMRIRun & key).fetch1("bold_path")
-        acquisition.FMRIRun.update1(
-            dict(key, bold_path=str(tmp_path / "data" / path), bold_size=None, bold_mtime_ns=None)
+    # as a database made before data roots, size and mtime: absolute paths, no such columns
+    for table, role in ((acquisition.FMRIRun, "bold"), (acquisition.LFPRecording, "nwb")):
+        for key in table.keys():
+            path = (table & key).fetch1(f"{role}_path")
+            table.update1(dict(key, **{f"{role}_path": str(tmp_path / "data" / path)}))
+        embedded_db.connection.query(
+            f"ALTER TABLE {table.full_table_name} DROP COLUMN {role}_size, DROP COLUMN {role}_mtime_ns"
         )
-    for key in acquisition.LFPRecording.keys():
-        path = (acquisition.LFPRecording & key).fetch1("nwb_path")
-        acquisition.LFPRecording.update1(dict(key, nwb_path=str(tmp_path / "data" / path)))
-    (acquisition.DataRoot()).delete_quick()
-    analysis.CleanLFP.populate(suppress_errors=False)
-    analysis.PreprocessedBold.populate(suppress_errors=False)
-    assert len(analysis.CleanLFP()) == 2 and len(analysis.PreprocessedBold()) == 2
+    acquisition.DataRoot.delete_quick()
+    activate(embedded_db.prefix, embedded_db.connection)  # read the altered headings
+    assert "bold_size" not in acquisition.FMRIRun.heading.names
+    _rewrite_bold(_bold(study, 2))
+    analysis.CleanLFP.populate()
+    errors = analysis.PreprocessedBold.populate(suppress_errors=True)["error_list"]
+    assert len(errors) == 1 and errors[0][0]["run"] == 2 and str(_bold(study, 2)) in errors[0][1]
+    assert len(analysis.CleanLFP()) == 2 and len(analysis.PreprocessedBold()) == 1
+    assert [p.key["run"] for p in integrity.check().problems] == [2]
+    report = ingest_study(study, replace=True)  # inserts into the older tables too
+    assert report.errors == [] and len(report.replaced) == 1
+    assert analysis.PreprocessedBold.populate(suppress_errors=True)["error_list"] == []
     assert integrity.check().ok
 
 
