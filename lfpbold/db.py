@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import compat
+from .validate import check_prefix
 
 with warnings.catch_warnings():
     # lfpbold/__init__ hides this hint for the process, but test runners reset warning filters
@@ -113,7 +114,8 @@ def connect(
     ----------
     prefix : str, optional
         Schema-name prefix, so several studies or test runs share one server.
-        Default ``$LFPBOLD_PREFIX`` or ``"lfpbold_"``.
+        Default ``$LFPBOLD_PREFIX`` or ``"lfpbold_"``. It becomes part of SQL identifiers, so it
+        must match ``^[a-z][a-z0-9_]{0,39}$`` (a ValueError otherwise).
     home : path, optional
         The platform's folder (embedded server, large-array store). Default :func:`lfpbold_home`.
     host, user, password, backend, port : optional
@@ -135,7 +137,7 @@ def connect(
     from . import pipeline
 
     home_path = Path(home).expanduser().resolve() if home is not None else lfpbold_home()
-    prefix = prefix if prefix is not None else os.environ.get("LFPBOLD_PREFIX", DEFAULT_PREFIX)
+    prefix = check_prefix(prefix if prefix is not None else os.environ.get("LFPBOLD_PREFIX", DEFAULT_PREFIX))
     if embedded is None:
         embedded = host is None and not _server_configured()
     data_dir = None
