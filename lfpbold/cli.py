@@ -150,15 +150,20 @@ def db(ctx, stop):
 def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_r, cnr, seed, size, artifact):
     """Write a simulated study (BIDS + NWB) with a known ground truth to OUT_DIR."""
     from lfpbold.simulate import simulate_study
+    from lfpbold.validate import check_simulation_fits
 
+    regions, states = regions.split(","), states.split(",")
+    check_simulation_fits(
+        out_dir, subjects=subjects, sessions=sessions, scans=scans, regions=regions, states=states, size=size
+    )
     t0 = time.perf_counter()
     path = simulate_study(
         out_dir,
         subjects=subjects,
         sessions=sessions,
         scans=scans,
-        regions=tuple(regions.split(",")),
-        states=tuple(states.split(",")),
+        regions=tuple(regions),
+        states=tuple(states),
         true_temporal_r=true_temporal_r,
         cnr=cnr,
         seed=seed,

