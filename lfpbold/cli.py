@@ -94,13 +94,15 @@ def main(ctx, prefix, debug):
     _SESSION["debug"] = debug
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--stop", is_flag=True, help="Stop the embedded PostgreSQL server.")
 @click.pass_context
 def db(ctx, stop):
     """Where the data lives: backend, server, folders, and each table's row count."""
     from lfpbold.db import lfpbold_home, stop_embedded
 
+    if ctx.invoked_subcommand is not None:
+        return
     if stop:
         click.echo("stopped" if stop_embedded() else "no embedded server was running")
         return
@@ -119,6 +121,50 @@ def db(ctx, stop):
         click.echo(f"\n{schema_name}")
         for name, table in tables:
             click.echo(f"  {name:<32} {len(table()):>8}")
+
+
+@db.command("grant")
+@click.argument("user")
+@click.option("--role", type=click.Choice(["viewer", "analyst"]), required=True, help="viewer: SELECT; analyst: DML.")
+@click.option(
+    "--password-env",
+    default="LFPBOLD_GRANT_PASSWORD",
+    show_default=True,
+    help="Environment variable holding a new user's password (else it is asked for, hidden).",
+)
+@click.option("--host", "user_host", default="%", show_default=True, help="MySQL/MariaDB: the user's host part.")
+@click.pass_context
+def db_grant(ctx, user, role, password_env, user_host):
+    """Let USER read (viewer) or change rows (analyst, no DDL) in this prefix's schemas on a lab server.
+
+    Run it as the server's admin (DJ_USER/DJ_PASS or DataJoint's secrets). A missing USER is
+    created with the password from --password-env (or a hidden prompt); it is never printed.
+    """
+    import os
+
+    from lfpbold.grants import grant, user_exists
+    from lfpbold.validate import check_identifier
+
+    check_identifier(user, what="database user")
+    d = _connect(ctx)
+    password = os.environ.get(password_env) or None
+    if password is None and not d.embedded and not user_exists(d, user) and sys.stdin.isatty():
+        password = click.prompt(f"password for the new user {user}", hide_input=True, confirmation_prompt=True)
+    for line in grant(d, user, role, password=password, host=user_host):
+        click.echo(line)
+
+
+@db.command("revoke")
+@click.argument("user")
+@click.option("--drop-user", is_flag=True, help="Also drop the login.")
+@click.option("--host", "user_host", default="%", show_default=True, help="MySQL/MariaDB: the user's host part.")
+@click.pass_context
+def db_revoke(ctx, user, drop_user, user_host):
+    """Take this prefix's viewer/analyst privileges from USER (and drop the login with --drop-user)."""
+    from lfpbold.grants import revoke
+
+    for line in revoke(_connect(ctx), user, drop_user=drop_user, host=user_host) or ["nothing to revoke"]:
+        click.echo(line)
 
 
 @main.command()

@@ -39,6 +39,8 @@ __all__ = [
     "hide_config_file_hint",
     "quiet_mariadb_warning",
     "config_file_setting",
+    "install_pg_primary_keys",
+    "upstream_pg_primary_key_sql",
 ]
 
 
@@ -396,3 +398,60 @@ def config_file_setting(key: str):
             return None
         data = data[part]
     return data
+
+
+# --- 7. PostgreSQL: primary keys invisible to users who do not own the tables --------------------
+
+WORKAROUNDS["pg_primary_keys"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="the PostgreSQL adapter reads primary keys from information_schema.key_column_usage, which shows only "
+    "tables owned by a role of the current user; for a read-only or analyst user every table has no primary "
+    "key, and the first query fails ('SELECT count(DISTINCT ) ...')",
+)
+
+
+def _pg_primary_key_sql(self, schema_name: str, table_name: str) -> str:
+    return (
+        "SELECT a.attname AS column_name FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        f"WHERE i.indisprimary AND n.nspname = {self.quote_string(schema_name)} "
+        f"AND c.relname = {self.quote_string(table_name)} ORDER BY k.ord"
+    )
+
+
+def _pg_load_primary_keys_sql(self, schemas_list: str, like_pattern: str) -> str:
+    tab = "'\"' || n.nspname || '\".\"' || c.relname || '\"'"
+    return (
+        f"SELECT {tab} AS tab, a.attname AS column_name FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey::int2[]) AS k(attnum) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        f"WHERE i.indisprimary AND c.relname NOT LIKE {like_pattern} AND n.nspname IN ({schemas_list})"
+    )
+
+
+def install_pg_primary_keys() -> None:
+    """Make DataJoint's PostgreSQL adapter read primary keys from ``pg_catalog`` (any user sees them).
+
+    ``pg_index`` lists the keys of every table a user can see, owner or not; the queries return
+    the same columns, in the same order, as DataJoint's own.
+    """
+    from datajoint.adapters.postgres import PostgreSQLAdapter
+
+    if PostgreSQLAdapter.get_primary_key_sql is not _pg_primary_key_sql:
+        _upstream["pg_primary_keys"] = (PostgreSQLAdapter.get_primary_key_sql, PostgreSQLAdapter.load_primary_keys_sql)
+    PostgreSQLAdapter.get_primary_key_sql = _pg_primary_key_sql
+    PostgreSQLAdapter.load_primary_keys_sql = _pg_load_primary_keys_sql
+
+
+def upstream_pg_primary_key_sql():
+    """DataJoint's own ``get_primary_key_sql`` (tests check it still hides keys from non-owners)."""
+    from datajoint.adapters.postgres import PostgreSQLAdapter
+
+    return _upstream.get("pg_primary_keys", (PostgreSQLAdapter.get_primary_key_sql,))[0]

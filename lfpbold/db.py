@@ -25,6 +25,7 @@ DEFAULT_PREFIX = "lfpbold_"
 STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz band power)
 
 compat.install_safe_write()
+compat.install_pg_primary_keys()
 compat.quiet_jobs_table_warning()
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
