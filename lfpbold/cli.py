@@ -17,7 +17,7 @@ from lfpbold.validate import FiniteFloat, PerState, check_prefix
 
 BY_CHOICES = ("subject", "session", "state", "region", "band")
 #: set by --debug: errors show their traceback instead of one line
-_SESSION: dict = {"debug": False, "db": None}
+_SESSION: dict = {"debug": False, "db": None, "command": None}
 
 
 def _connect(ctx):
@@ -42,9 +42,9 @@ class _Main(click.Group):
     """The top-level group: every error is one line unless --debug asks for the traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        from lfpbold.errors import describe, lost_connection
+        from lfpbold.errors import describe, expected
 
-        _SESSION.update(debug=False, db=None)
+        _SESSION.update(debug=False, db=None, command=None)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort:
@@ -62,8 +62,8 @@ class _Main(click.Group):
             if _SESSION["debug"]:
                 raise
             # a bad value or a lost server is said in full; anything else may want its traceback
-            hint = "" if isinstance(err, (ValueError, TypeError)) or lost_connection(err) else " (--debug: traceback)"
-            click.echo(f"Error: {describe(err, _SESSION['db'])}{hint}", err=True)
+            hint = "" if expected(err, _SESSION["db"]) else " (--debug: traceback)"
+            click.echo(f"Error: {describe(err, _SESSION['db'], _SESSION['command'])}{hint}", err=True)
             code = 1
         else:
             code = rv if isinstance(rv, int) else 0
@@ -91,7 +91,7 @@ def main(ctx, prefix, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["prefix"] = prefix
-    _SESSION["debug"] = debug
+    _SESSION.update(debug=debug, command=ctx.invoked_subcommand)
 
 
 @main.group(invoke_without_command=True)
@@ -424,6 +424,10 @@ def plugins(step, check):
     from lfpbold.plugins.contracts import STEPS, check_all
 
     installed = available(step)
+    if step is not None and step not in installed and step not in STEPS:
+        raise click.BadParameter(
+            f"{step!r} is not a step; steps: {', '.join(sorted(set(STEPS) | set(available())))}", param_hint="--step"
+        )
     # the study's steps in pipeline order, then any step a lab added
     order = [s for s in STEPS if s in installed] + sorted(set(installed) - set(STEPS))
     if not check:
@@ -507,3 +511,7 @@ def demo(ctx, work_dir, subjects, processes, seed):
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
     if report.errors or failed:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

