@@ -80,13 +80,16 @@ def test_injection_strings_reach_no_sql(embedded_db, small_study, tmp_path):
     conn.query(f'CREATE SCHEMA "{victim}"')
     try:
         assert lfpbold.ingest_study(small_study).inserted
+        bold = params.BoldParams.default_params()
+        bold["bold_preprocessing"]["global_signal"] = False
+        n = params.BoldParams.insert_new_params(bold, "injection test")  # selected for no scan yet
         before = (len(acquisition.Subject()), len(acquisition.Scan()), len(params.AnalysisSelection()))
         p = ["--prefix", embedded_db.prefix]
         for raw in INJECTIONS:
             inj = raw.format(victim=victim)
             one_line(run(["--prefix", inj, "db"]), code=2)
             for option in ("--subject", "--session", "--state"):
-                r = run([*p, "select", "--bold-paramset", "0", option, inj])
+                r = run([*p, "select", "--bold-paramset", n, option, inj])
                 assert r.exit_code == 0 and "0 scan(s) newly selected" in r.output, r.output
             assert "--by" in one_line(run([*p, "results", "--by", inj]), code=2)
             assert "--band-set" in one_line(run([*p, "results", "--band-set", inj]), code=2)
@@ -102,9 +105,9 @@ def test_injection_strings_reach_no_sql(embedded_db, small_study, tmp_path):
             with pytest.raises(ValueError, match="schema prefix"):
                 lfpbold.connect(prefix=inj)
             for name in ("subject", "session", "state"):
-                assert lfpbold.select(**{name: inj}) == 0
+                assert lfpbold.select(bold_paramset=n, **{name: inj}) == 0
                 with pytest.raises(TypeError):
-                    lfpbold.select(**{name: [inj]})  # a list would reach SQL as its repr
+                    lfpbold.select(bold_paramset=n, **{name: [inj]})  # a list would reach SQL as its repr
             assert lfpbold.results(restriction={"subject": inj}).empty
             with pytest.raises(TypeError, match="restriction"):
                 lfpbold.results(restriction=inj)  # a string restriction is SQL
@@ -120,6 +123,8 @@ def test_injection_strings_reach_no_sql(embedded_db, small_study, tmp_path):
         assert set(dj.list_schemas(connection=conn)) >= {embedded_db.prefix + m for m in ("acquisition", "cohort")}
         after = (len(acquisition.Subject()), len(acquisition.Scan()), len(params.AnalysisSelection()))
         assert after == before
+        r = run([*p, "select", "--bold-paramset", n, "--subject", "01"])  # a real value does match
+        assert r.exit_code == 0 and "0 scan(s)" not in r.output and "newly selected" in r.output, r.output
     finally:
         conn.query(f'DROP SCHEMA IF EXISTS "{victim}" CASCADE')
 
