@@ -222,6 +222,8 @@ def select(
     for attr, value in (("subject", subject), ("session", session), ("run", run), ("state", state)):
         if value is not None:
             value = check_label(attr, value)
+            if attr == "run" and not isinstance(value, int):
+                raise TypeError(f"run must be an integer; got {value!r}")
             scans &= {attr: value}  # a dict restriction: values are quoted by DataJoint, never SQL text
     rows = [dict(k, **combo) for k in scans.proj().keys()]
     before = len(params.AnalysisSelection & combo)

@@ -108,6 +108,8 @@ def test_injection_strings_reach_no_sql(embedded_db, small_study, tmp_path):
                 assert lfpbold.select(bold_paramset=n, **{name: inj}) == 0
                 with pytest.raises(TypeError):
                     lfpbold.select(bold_paramset=n, **{name: [inj]})  # a list would reach SQL as its repr
+            with pytest.raises(TypeError, match="run must be an integer"):
+                lfpbold.select(bold_paramset=n, run=inj)
             assert lfpbold.results(restriction={"subject": inj}).empty
             with pytest.raises(TypeError, match="restriction"):
                 lfpbold.results(restriction=inj)  # a string restriction is SQL
