@@ -494,6 +494,10 @@ def demo(ctx, work_dir, subjects, processes, seed):
         )
     else:
         click.echo(f"1/4 using the study already simulated in {study}")
+    if work_dir == lfpbold_home() / "demo":  # under LFPBOLD_HOME: the user's alone, like the rest of it
+        from lfpbold.private import private_tree
+
+        private_tree(work_dir)
     click.echo("2/4 ingesting")
     report = _ingest(ctx, study)
     click.echo("3/4 populating")

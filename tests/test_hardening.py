@@ -544,3 +544,31 @@ def test_secrets_are_never_printed(tmp_path, monkeypatch):
         admin = connect_backend("postgres", tmp_path / "home2", prefix)
         drop_roles(admin)
         drop(prefix, admin.connection)
+
+
+def test_demo_study_under_home_is_private(tmp_path, monkeypatch):
+    import lfpbold.cli
+    import lfpbold.simulate
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LFPBOLD_HOME", str(home))
+
+    def fake_simulate(out, **kw):  # writes with the umask, as the simulator does
+        old = os.umask(0o022)
+        try:
+            (out / "sub-01").mkdir(parents=True)
+            (out / "sub-01" / "bold.nii.gz").write_bytes(b"x")
+            (out / "dataset_description.json").write_text("{}")
+        finally:
+            os.umask(old)
+
+    def stop(*args, **kw):
+        raise RuntimeError("stopped after simulating")
+
+    monkeypatch.setattr(lfpbold.simulate, "simulate_study", fake_simulate)
+    monkeypatch.setattr(lfpbold.cli, "_ingest", stop)
+    r = run(["demo"])
+    assert r.exit_code == 1 and r.output.splitlines()[-1].endswith("stopped after simulating (--debug: traceback)")
+    demo = home / "demo"
+    for p in [demo, *demo.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
