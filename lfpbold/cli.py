@@ -6,13 +6,18 @@ Every command is a thin layer over a Python function of the same name in :mod:`l
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from lfpbold.validate import FiniteFloat, PerState, check_prefix
+
 BY_CHOICES = ("subject", "session", "state", "region", "band")
+#: set by --debug: errors show their traceback instead of one line
+_SESSION: dict = {"debug": False, "db": None, "command": None}
 
 
 def _connect(ctx):
@@ -20,19 +25,65 @@ def _connect(ctx):
 
     if ctx.obj.get("db") is None:
         ctx.obj["db"] = connect(prefix=ctx.obj.get("prefix"))
+        _SESSION["db"] = ctx.obj["db"]
     return ctx.obj["db"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _check_prefix(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return check_prefix(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
+
+
+class _Main(click.Group):
+    """The top-level group: every error is one line unless --debug asks for the traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from lfpbold.errors import describe, expected
+
+        _SESSION.update(debug=False, db=None, command=None)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            code = 1
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.format_message(), err=True)
+            code = err.exit_code
+        except click.ClickException as err:
+            click.echo(f"Error: {describe(err)}", err=True)
+            code = err.exit_code
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if _SESSION["debug"]:
+                raise
+            # a bad value or a lost server is said in full; anything else may want its traceback
+            hint = "" if expected(err, _SESSION["db"]) else " (--debug: traceback)"
+            click.echo(f"Error: {describe(err, _SESSION['db'], _SESSION['command'])}{hint}", err=True)
+            code = 1
+        else:
+            code = rv if isinstance(rv, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--prefix",
     envvar="LFPBOLD_PREFIX",
     default=None,
-    help="Schema-name prefix (default lfpbold_); several studies can share a server.",
+    callback=_check_prefix,
+    help="Schema-name prefix (default lfpbold_; ^[a-z][a-z0-9_]{0,39}$); several studies can share a server.",
 )
+@click.option("--debug", is_flag=True, envvar="LFPBOLD_DEBUG", help="Show the full traceback of an error.")
 @click.version_option(package_name="lfpbold")
 @click.pass_context
-def main(ctx, prefix):
+def main(ctx, prefix, debug):
     """Simultaneous resting-state fMRI + LFP studies on DataJoint.
 
     With no server configured (DJ_HOST or datajoint.json), lfpbold starts its own embedded
@@ -40,15 +91,18 @@ def main(ctx, prefix):
     """
     ctx.ensure_object(dict)
     ctx.obj["prefix"] = prefix
+    _SESSION.update(debug=debug, command=ctx.invoked_subcommand)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--stop", is_flag=True, help="Stop the embedded PostgreSQL server.")
 @click.pass_context
 def db(ctx, stop):
     """Where the data lives: backend, server, folders, and each table's row count."""
     from lfpbold.db import lfpbold_home, stop_embedded
 
+    if ctx.invoked_subcommand is not None:
+        return
     if stop:
         click.echo("stopped" if stop_embedded() else "no embedded server was running")
         return
@@ -69,30 +123,93 @@ def db(ctx, stop):
             click.echo(f"  {name:<32} {len(table()):>8}")
 
 
+@db.command("grant")
+@click.argument("user")
+@click.option("--role", type=click.Choice(["viewer", "analyst"]), required=True, help="viewer: SELECT; analyst: DML.")
+@click.option(
+    "--password-env",
+    default="LFPBOLD_GRANT_PASSWORD",
+    show_default=True,
+    help="Environment variable holding a new user's password (else it is asked for, hidden).",
+)
+@click.option("--host", "user_host", default="%", show_default=True, help="MySQL/MariaDB: the user's host part.")
+@click.pass_context
+def db_grant(ctx, user, role, password_env, user_host):
+    """Let USER read (viewer) or change rows (analyst, no DDL) in this prefix's schemas on a lab server.
+
+    Run it as the server's admin (DJ_USER/DJ_PASS or DataJoint's secrets). A missing USER is
+    created with the password from --password-env (or a hidden prompt); it is never printed.
+    """
+    import os
+
+    from lfpbold.grants import grant, user_exists
+    from lfpbold.validate import check_identifier
+
+    check_identifier(user, what="database user")
+    d = _connect(ctx)
+    password = os.environ.get(password_env) or None
+    if password is None and not d.embedded and not user_exists(d, user) and sys.stdin.isatty():
+        password = click.prompt(f"password for the new user {user}", hide_input=True, confirmation_prompt=True)
+    for line in grant(d, user, role, password=password, host=user_host):
+        click.echo(line)
+
+
+@db.command("revoke")
+@click.argument("user")
+@click.option("--drop-user", is_flag=True, help="Also drop the login.")
+@click.option("--host", "user_host", default="%", show_default=True, help="MySQL/MariaDB: the user's host part.")
+@click.pass_context
+def db_revoke(ctx, user, drop_user, user_host):
+    """Take this prefix's viewer/analyst privileges from USER (and drop the login with --drop-user)."""
+    from lfpbold.grants import revoke
+
+    for line in revoke(_connect(ctx), user, drop_user=drop_user, host=user_host) or ["nothing to revoke"]:
+        click.echo(line)
+
+
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--subjects", default=3, show_default=True)
-@click.option("--sessions", default=1, show_default=True, help="Sessions per state per subject.")
-@click.option("--scans", default=2, show_default=True, help="Runs per session.")
+@click.option("--subjects", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--sessions", type=click.IntRange(min=1), default=1, show_default=True, help="Sessions per state per subject."
+)
+@click.option("--scans", type=click.IntRange(min=1), default=2, show_default=True, help="Runs per session.")
 @click.option("--regions", default="ACC,M1", show_default=True)
 @click.option("--states", default="sedated", show_default=True)
-@click.option("--true-temporal-r", default=0.59, show_default=True, type=float)
-@click.option("--cnr", default=1.3, show_default=True, type=float)
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--true-temporal-r",
+    default="0.59",
+    show_default=True,
+    type=PerState(-1.0, 1.0, what="a correlation"),
+    help="In [-1, 1]; one number, or per state: sedated=0.59,awake=0.4.",
+)
+@click.option(
+    "--cnr",
+    default="1.3",
+    show_default=True,
+    type=PerState(0.0, math.inf, lo_open=True, what="a contrast-to-noise ratio"),
+    help="Above 0; one number, or per state: sedated=1.3,awake=1.1.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--size", type=click.Choice(["small", "paper"]), default="small", show_default=True)
 @click.option("--artifact/--no-artifact", default=None, help="MR gradient artifacts (default: on for paper size).")
 def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_r, cnr, seed, size, artifact):
     """Write a simulated study (BIDS + NWB) with a known ground truth to OUT_DIR."""
     from lfpbold.simulate import simulate_study
+    from lfpbold.validate import check_simulation_fits
 
+    regions, states = regions.split(","), states.split(",")
+    check_simulation_fits(
+        out_dir, subjects=subjects, sessions=sessions, scans=scans, regions=regions, states=states, size=size
+    )
     t0 = time.perf_counter()
     path = simulate_study(
         out_dir,
         subjects=subjects,
         sessions=sessions,
         scans=scans,
-        regions=tuple(regions.split(",")),
-        states=tuple(states.split(",")),
+        regions=tuple(regions),
+        states=tuple(states),
         true_temporal_r=true_temporal_r,
         cnr=cnr,
         seed=seed,
@@ -184,11 +301,13 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify=
 
 
 @main.command()
-@click.option("--processes", default=1, show_default=True, help="Worker processes per table.")
+@click.option(
+    "--processes", type=click.IntRange(1, 1024), default=1, show_default=True, help="Worker processes per table."
+)
 @click.option("--reserve-jobs", is_flag=True, help="Coordinate workers (several machines) via DataJoint's job tables.")
 @click.option(
     "--orphan-timeout",
-    type=float,
+    type=FiniteFloat(min=0, max=10 * 365 * 86400),
     default=None,
     help="With --reserve-jobs: requeue jobs reserved longer than this many seconds (killed workers).",
 )
@@ -301,10 +420,10 @@ def _print_results(df, fmt, all_columns=False):
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--band-set", type=click.Choice(["classic", "one_hz"]), default="classic", show_default=True)
-@click.option("--lfp-paramset", default=0, show_default=True)
-@click.option("--band-paramset", default=0, show_default=True)
-@click.option("--bold-paramset", default=0, show_default=True)
-@click.option("--relation-paramset", default=0, show_default=True)
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--all-columns", is_flag=True, help="Every column in the terminal table (csv and json always have all).")
 @click.pass_context
 def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, relation_paramset, all_columns):
@@ -316,18 +435,21 @@ def results(ctx, by, fmt, band_set, lfp_paramset, band_paramset, bold_paramset, 
     if bad:
         raise click.BadParameter(f"{sorted(bad)}; choose from {', '.join(BY_CHOICES)}", param_hint="--by")
     _connect(ctx)
-    _print_results(
-        compute(
-            by=groups,
-            band_set=band_set,
-            lfp_paramset=lfp_paramset,
-            band_paramset=band_paramset,
-            bold_paramset=bold_paramset,
-            relation_paramset=relation_paramset,
-        ),
-        fmt,
-        all_columns,
+    df = compute(
+        by=groups,
+        band_set=band_set,
+        lfp_paramset=lfp_paramset,
+        band_paramset=band_paramset,
+        bold_paramset=bold_paramset,
+        relation_paramset=relation_paramset,
     )
+    if df.empty:
+        raise click.ClickException(
+            f"no results for parameter sets lfp {lfp_paramset}, band {band_paramset}, bold {bold_paramset}, "
+            f"relation {relation_paramset} under prefix {ctx.obj['db'].prefix}: nothing populated for them yet "
+            "(lfpbold select, then lfpbold populate)"
+        )
+    _print_results(df, fmt, all_columns)
 
 
 @main.group()
@@ -364,6 +486,10 @@ def plugins(step, check):
     from lfpbold.plugins.contracts import STEPS, check_all
 
     installed = available(step)
+    if step is not None and step not in installed and step not in STEPS:
+        raise click.BadParameter(
+            f"{step!r} is not a step; steps: {', '.join(sorted(set(STEPS) | set(available())))}", param_hint="--step"
+        )
     # the study's steps in pipeline order, then any step a lab added
     order = [s for s in STEPS if s in installed] + sorted(set(installed) - set(STEPS))
     if not check:
@@ -397,9 +523,9 @@ def plugins(step, check):
     default=None,
     help="Where to write the simulated study (default $LFPBOLD_HOME/demo).",
 )
-@click.option("--subjects", default=3, show_default=True)
-@click.option("--processes", default=1, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--subjects", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 1024), default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.pass_context
 def demo(ctx, work_dir, subjects, processes, seed):
     """Simulate a small study (ACC + M1, sedated + awake), ingest, populate, print the results.
@@ -430,6 +556,10 @@ def demo(ctx, work_dir, subjects, processes, seed):
         )
     else:
         click.echo(f"1/4 using the study already simulated in {study}")
+    if work_dir == lfpbold_home() / "demo":  # under LFPBOLD_HOME: the user's alone, like the rest of it
+        from lfpbold.private import private_tree
+
+        private_tree(work_dir)
     click.echo("2/4 ingesting")
     report = _ingest(ctx, study)
     click.echo("3/4 populating")
@@ -447,3 +577,7 @@ def demo(ctx, work_dir, subjects, processes, seed):
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
     if report.errors or failed:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

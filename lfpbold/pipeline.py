@@ -38,7 +38,9 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
     :class:`datajoint.Schema`, so one process can switch between prefixes or servers (tests do).
     """
     from lfpbold.compat import arrays_in_table
+    from lfpbold.validate import check_prefix
 
+    check_prefix(prefix)
     schemas = {}
     in_table = arrays_in_table(connection)  # MariaDB: DataJoint 2.3 cannot hold store columns there
     for name, module in _modules().items():
@@ -323,6 +325,7 @@ def select(
     """
     from lfpbold.schemas import acquisition as acq
     from lfpbold.schemas import params
+    from lfpbold.validate import check_label
 
     combo = {
         "lfp_paramset": lfp_paramset,
@@ -345,6 +348,9 @@ def select(
     scans = acq.Scan.proj() * acq.Session.proj("state")
     for attr, value in (("subject", subject), ("session", session), ("run", run), ("state", state)):
         if value is not None:
+            value = check_label(attr, value)
+            if attr == "run" and not isinstance(value, int):
+                raise TypeError(f"run must be an integer; got {value!r}")
             scans &= {attr: value}  # a dict restriction: values are quoted by DataJoint, never SQL text
     rows = [dict(k, **combo) for k in scans.proj().keys()]
     before = len(params.AnalysisSelection & combo)
@@ -423,6 +429,9 @@ def populate(
 
 def drop(prefix: str, connection: dj.Connection) -> None:
     """Drop every lfpbold schema with this prefix (tests; starting a study over)."""
+    from lfpbold.validate import check_prefix
+
+    check_prefix(prefix)
     existing = set(dj.list_schemas(connection=connection))
     for name in reversed(SCHEMA_MODULES):
         if prefix + name in existing:

@@ -7,15 +7,19 @@ function, :func:`lfpbold.plugins.cohort.summarize_cohort`, to the stored per-sca
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import pandas as pd
 
 from lfpbold.constants import BAND_FIGURES
+from lfpbold.validate import check_restriction
 
 __all__ = ["results", "COLUMNS", "GROUPABLE"]
 
 GROUPABLE = ("subject", "session", "state", "region", "band")
+#: What a ``restriction`` may name: the attributes of a scan and implant.
+RESTRICTABLE = ("subject", "session", "run", "state", "region")
 #: Band figures shown before the other temporal metrics' columns, and after them.
 _BEFORE_METRICS = BAND_FIGURES[: BAND_FIGURES.index("shuffled_r")]
 _AFTER_METRICS = BAND_FIGURES[BAND_FIGURES.index("shuffled_r") :]
@@ -103,7 +107,8 @@ def results(
     band_set : {"classic", "one_hz"}
         The five named bands, or the 1-Hz bands.
     restriction : dict or list of dicts, optional
-        Limit the scans, e.g. ``{"subject": "01"}``.
+        Limit the scans, e.g. ``{"subject": "01"}``, by any of :data:`RESTRICTABLE` (plain string
+        or integer values; a string restriction would be SQL and is refused).
 
     Returns
     -------
@@ -132,8 +137,19 @@ def results(
         "bold_paramset": bold_paramset,
         "relation_paramset": relation_paramset,
     }
-    if not params.RelationParams & combo:
-        raise ValueError(f"No RelationParams set {relation_paramset}")
+    for table, name in (
+        (params.LFPParams, "lfp_paramset"),
+        (params.BandPowerParams, "band_paramset"),
+        (params.BoldParams, "bold_paramset"),
+        (params.RelationParams, "relation_paramset"),
+    ):
+        if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
+            raise TypeError(f"{name} must be a parameter-set number; got {combo[name]!r}")
+        combo[name] = int(combo[name])
+        if not table & {name: combo[name]}:
+            known = ", ".join(str(n) for n in table.to_arrays(name))
+            raise ValueError(f"No {table.__name__} set {combo[name]}; the sets are: {known}")
+    restriction = check_restriction(restriction, RESTRICTABLE)
     relation = params.RelationParams.get_params(combo)
     group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]
     columns = [*group_cols, "band", *_columns(relation)]

@@ -50,6 +50,14 @@ CHECKS = {
     "config_file_hint": ["test_upstream_warns_without_datajoint_json", "test_lfpbold_hides_the_hint"],
     "mariadb_warning": ["test_upstream_warns_on_mariadb", "test_mariadb_warning_hidden"],
     "config_path": ["test_upstream_config_path_is_private", "test_config_file_setting"],
+    "pg_primary_keys": [
+        "test_hardening.py::test_upstream_primary_key_query_still_hides_keys_from_non_owners",
+        "test_hardening.py::test_grant_viewer_and_analyst",
+    ],
+    "embedded_file_modes": [
+        "test_hardening.py::test_upstream_embedded_files_follow_the_umask",
+        "test_hardening.py::test_lost_connection_is_one_line_populate_resumes_and_home_is_private",
+    ],
 }
 
 
