@@ -50,6 +50,14 @@ CHECKS = {
     "config_file_hint": ["test_upstream_warns_without_datajoint_json", "test_lfpbold_hides_the_hint"],
     "mariadb_warning": ["test_upstream_warns_on_mariadb", "test_mariadb_warning_hidden"],
     "config_path": ["test_upstream_config_path_is_private", "test_config_file_setting"],
+    "connection_id_refresh": [
+        "test_workers.py::test_upstream_connect_keeps_the_old_connection_id",
+        "test_workers.py::test_reconnect_records_the_new_session_id",
+    ],
+    "sigterm_aborts_make": [
+        "test_workers.py::test_upstream_sigterm_aborts_the_make",
+        "test_workers.py::test_deferred_sigterm_lets_the_make_finish",
+    ],
 }
 
 
