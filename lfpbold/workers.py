@@ -257,15 +257,29 @@ def one_blas_thread(enabled: bool = True) -> Iterator[None]:
     """One BLAS/OpenMP thread in this process (and in processes forked inside the block).
 
     With several worker processes on a machine, each process's OpenBLAS would otherwise start a
-    thread per core, and the processes fight over the cores.
+    thread per core, and the processes fight over the cores. threadpoolctl limits the libraries
+    loaded now (numpy's and scipy's OpenBLAS are loaded first, as makes use both); the
+    ``*_NUM_THREADS`` variables reach any library loaded later inside the block.
     """
     if not enabled:
         yield
         return
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401  (scipy bundles an OpenBLAS of its own)
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
-        yield
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
 
 
 # --- the worker loop --------------------------------------------------------------------------------
