@@ -557,9 +557,15 @@ def test_entrypoint_runs_a_worker_from_dj_settings_and_a_secrets_file(tiny_study
     (secrets / "database.password").write_text("entrypoint-Secret-42\n")
     env = _env("postgres", lfpbold_home, prefix, LFPBOLD_SECRETS_DIR=str(secrets))
     env.pop("DJ_PASS")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # the image's lfpbold and python
     try:
         out = subprocess.run(
-            ["bash", str(ROOT / "docker" / "entrypoint.sh"), "db"], env=env, capture_output=True, text=True, timeout=300
+            ["bash", str(ROOT / "docker" / "entrypoint.sh"), "db"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         assert "backend:  postgresql" in out.stdout and f"prefix:   {prefix}" in out.stdout
@@ -567,6 +573,7 @@ def test_entrypoint_runs_a_worker_from_dj_settings_and_a_secrets_file(tiny_study
         idle = subprocess.run(
             ["bash", str(ROOT / "docker" / "entrypoint.sh"), "worker", "--exit-when-idle"],
             env=env,
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=300,
