@@ -55,7 +55,10 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
             module.active_schema = active
             schemas[name] = active
         for table in computed_tables():
-            table.jobs  # declared on first access  # noqa: B018
+            try:
+                table.jobs  # declared on first access  # noqa: B018
+            except dj.errors.AccessError:
+                break  # a role without CREATE (a viewer) uses the job tables a writer declared
     return schemas
 
 
