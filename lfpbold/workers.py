@@ -344,13 +344,14 @@ def _serve(
                     break
                 _before_table(table, echo)
                 report.requeued += requeue_dead_reservations([table], echo=echo)
-                table.jobs.refresh(delay=-1)
-                for key in _pending_keys(table):
+                instance = table()  # one instance per pass: DataJoint builds a job table object per instance
+                instance.jobs.refresh(delay=-1)
+                for key in _pending_keys(instance):
                     if stop.requested or (max_keys is not None and len(report.done) + len(report.failed) >= max_keys):
                         break
                     t0 = time.perf_counter()
                     with deferred_sigterm():  # DataJoint's own handler would abort the make
-                        result = table.populate(
+                        result = instance.populate(
                             key,
                             reserve_jobs=True,
                             refresh=False,
