@@ -124,13 +124,19 @@ def live_connection_ids(connection) -> Liveness:
     """
     if connection.adapter.backend == "postgresql":
         ids = {row[0] for row in connection.query("SELECT pid FROM pg_stat_activity").fetchall()}
-        uptime = connection.query("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())").fetchone()[0]
         sees_all = True  # every role sees every backend's pid in pg_stat_activity
     else:
         ids = {row[0] for row in connection.query("SELECT ID FROM information_schema.PROCESSLIST").fetchall()}
-        uptime = connection.query("SHOW GLOBAL STATUS LIKE 'Uptime'").fetchone()[1]
         sees_all = _mysql_sees_all(connection)
-    return Liveness(frozenset(int(i) for i in ids), sees_all, connection.get_user(), float(uptime))
+    return Liveness(frozenset(int(i) for i in ids), sees_all, connection.get_user(), server_uptime(connection))
+
+
+def server_uptime(connection) -> float:
+    """Seconds since the database server started."""
+    if connection.adapter.backend == "postgresql":
+        sql = "SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())"
+        return float(connection.query(sql).fetchone()[0])
+    return float(connection.query("SHOW GLOBAL STATUS LIKE 'Uptime'").fetchone()[1])
 
 
 def _where_key(adapter, key: dict) -> tuple[str, list]:
@@ -166,15 +172,20 @@ def requeue_dead_reservations(tables: Iterable, connection=None, echo: Callable[
     if not tables:
         return []
     connection = connection or tables[0].connection
+    # a whole second or two earlier than the true start, so no reservation made since is judged dead
+    since = connection.adapter.interval_expr(int(server_uptime(connection)) + 2, "second")
+    started = f"CURRENT_TIMESTAMP(3) - {since}"
+    cols = ["connection_id", "host", "pid", "user"]
+    # The reservations first, the server's sessions after: a worker that reserved a key before we
+    # looked at the sessions is among them, so a key taken just now is never judged dead.
+    reserved = [
+        (t, t.jobs, t.jobs.reserved.proj(*cols, before_start=f"reserved_time < {started}").to_dicts()) for t in tables
+    ]
+    if not any(rows for _, _, rows in reserved):
+        return []
     live = live_connection_ids(connection)
     requeued = []
-    for table in tables:
-        jobs = table.jobs
-        cols = ["connection_id", "host", "pid", "user"]
-        # a whole second or two earlier than the true start, so no reservation made since is judged dead
-        since = connection.adapter.interval_expr(int(live.uptime_s) + 2, "second")
-        started = f"CURRENT_TIMESTAMP(3) - {since}"
-        rows = jobs.reserved.proj(*cols, before_start=f"reserved_time < {started}").to_dicts()
+    for table, jobs, rows in reserved:
         for row in rows:
             key = {k: row[k] for k in jobs.primary_key}
             cid = int(row["connection_id"] or 0)
@@ -324,7 +335,13 @@ def _pending_keys(table) -> list[dict]:
 
 
 def _anything_in_flight(tables) -> bool:
-    return any(len(t.jobs & "status in ('pending', 'reserved')") for t in tables)
+    """A key reserved by some worker, or pending and still to do (a pending job whose key has left
+    the key source waits for DataJoint's stale-job cleanup, and is no work)."""
+    for t in tables:
+        jobs = t().jobs
+        if len(jobs.reserved) or len(jobs.pending.restrict(t.key_source.proj(), semantic_check=False)):
+            return True
+    return False
 
 
 def _serve(
