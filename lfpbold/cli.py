@@ -294,10 +294,21 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify=
         echo=click.echo,
         display_progress=sys.stderr.isatty(),
     )  # bars only for a person watching, not in logs
+    from lfpbold.workers import EXIT_FAILED, EXIT_INCOMPLETE
+
     failed = sum(len(r["error_list"]) for r in outcome.values())
     done = sum(r["success_count"] for r in outcome.values())
+    left = {name: r for name, r in outcome.items() if r.get("remaining")}
     click.echo(f"populate: {done} job(s) done, {failed} failed")
-    return failed
+    for name, r in left.items():
+        others = f", {r['reserved_by_others']} reserved by live workers" if r.get("reserved_by_others") else ""
+        click.echo(f"populate: {name}: {r['remaining']} key(s) neither done nor failed{others}", err=True)
+    if failed:
+        return EXIT_FAILED
+    if left:
+        click.echo("populate: incomplete; run populate (or lfpbold worker) again to finish", err=True)
+        return EXIT_INCOMPLETE
+    return 0
 
 
 @main.command()
@@ -321,9 +332,14 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify=
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
 @click.pass_context
 def populate(ctx, processes, reserve_jobs, orphan_timeout, verify, data_root):
-    """Fill in every analysis for every ingested scan, upstream first."""
-    if _populate(ctx, processes, reserve_jobs, orphan_timeout, verify=verify, data_root=data_root):
-        sys.exit(1)
+    """Fill in every analysis for every ingested scan, upstream first.
+
+    Exit status: 0 when every key is done, 1 when some key failed, 3 when keys remain neither
+    done nor failed (e.g. reserved by other workers still running).
+    """
+    code = _populate(ctx, processes, reserve_jobs, orphan_timeout, verify=verify, data_root=data_root)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
@@ -577,6 +593,83 @@ def demo(ctx, work_dir, subjects, processes, seed):
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
     if report.errors or failed:
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--processes", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this machine."
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0, max=86400),
+    default=30.0,
+    show_default=True,
+    help="Seconds between looks at an empty queue.",
+)
+@click.option("--exit-when-idle", is_flag=True, help="Leave once nothing is pending or reserved (SLURM jobs, tests).")
+@click.option("--max-keys", type=click.IntRange(min=1), default=None, help="Leave after this many keys (per process).")
+@click.pass_context
+def worker(ctx, processes, poll, exit_when_idle, max_keys):
+    """Work through the job queue of every analysis until stopped; run one on every machine.
+
+    Workers share the database's job queue: each key goes to one worker, and the keys of a
+    worker that was killed (its database connection gone) return to the queue by themselves.
+    SIGTERM (or Ctrl-C) finishes the current key, then leaves. Exit status: 0 when every key is
+    done, 1 when some key failed, 3 when keys remain neither done nor failed.
+    """
+    from lfpbold.workers import describe_remaining
+    from lfpbold.workers import worker as run
+
+    _connect(ctx)
+    report = run(processes=processes, poll=poll, exit_when_idle=exit_when_idle, max_keys=max_keys, echo=click.echo)
+    click.echo(
+        f"worker: {len(report.done)} key(s) done, {len(report.failed)} failed, "
+        f"{len(report.requeued)} returned to the queue from dead workers"
+    )
+    for line in describe_remaining(report.remaining):
+        click.echo(f"worker: {line}", err=True)
+    if report.exit_code:
+        what = "some key failed" if report.failed else "incomplete: keys remain"
+        click.echo(f"worker: {what}; exit status {report.exit_code}", err=True)
+        sys.exit(report.exit_code)
+
+
+@main.command("slurm-script")
+@click.argument("out_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=1, max=10000), default=4, show_default=True, help="Array tasks.")
+@click.option("--processes", type=click.IntRange(min=1, max=256), default=1, show_default=True, help="Per task.")
+@click.option("--mem", default="4G", show_default=True, help="Memory per task (SLURM --mem).")
+@click.option("--time", "time_limit", default="24:00:00", show_default=True, help="SLURM --time.")
+@click.option("--partition", default=None, help="SLURM --partition.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: here.")
+@click.option("--lfpbold", "exe", default=None, help="The lfpbold command on the nodes (default: this one).")
+@click.pass_context
+def slurm_script_cmd(ctx, out_file, workers, processes, mem, time_limit, partition, workdir, exe):
+    """Write an sbatch job-array script running `lfpbold worker` on the lab server named by DJ_*.
+
+    The script names the server (DJ_HOST, DJ_PORT, DJ_USER, DJ_BACKEND) but never the password:
+    sbatch passes DJ_PASS from your environment, or DataJoint reads its secrets files.
+    """
+    from lfpbold.cluster import slurm_script
+
+    try:
+        text = slurm_script(
+            workers=workers,
+            processes=processes,
+            mem=mem,
+            time=time_limit,
+            partition=partition,
+            prefix=ctx.obj.get("prefix"),
+            workdir=workdir,
+            lfpbold=exe,
+        )
+    except (ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+    out_file.write_text(text)
+    out_file.chmod(0o750)
+    log_dir = next(line for line in text.splitlines() if line.startswith("#SBATCH --output="))
+    Path(log_dir.split("=", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    click.echo(f"wrote {out_file}: {workers} array task(s); submit with: sbatch {out_file}")
 
 
 if __name__ == "__main__":

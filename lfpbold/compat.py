@@ -42,6 +42,9 @@ __all__ = [
     "install_pg_primary_keys",
     "private_embedded_files",
     "upstream_pg_primary_key_sql",
+    "install_connection_id_refresh",
+    "upstream_connect",
+    "deferred_sigterm",
 ]
 
 
@@ -488,3 +491,76 @@ def private_embedded_files(pgdata: Path, runtime_dir: Path) -> None:
     handles = Path(pgdata) / ".handle_pids.json"
     if handles.exists():
         handles.chmod(private.file_mode())
+# --- 9. A reconnected connection keeps its first server-side id ---------------------------------
+
+WORKAROUNDS["connection_id_refresh"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="Connection.connection_id is read once, in Connection.__init__; connect() (each parallel populate "
+    "process reconnects, and query() reconnects after a lost connection) opens a new server session but "
+    "keeps the old id, so jobs.reserve() records a connection that no longer exists",
+)
+
+
+def install_connection_id_refresh() -> None:
+    """Make ``datajoint.Connection.connect`` read the new session's id after every (re)connect.
+
+    lfpbold's liveness sweep (:mod:`lfpbold.workers`) requeues a reservation when its recorded
+    connection is gone from the server; with a stale id it would requeue a live worker's job.
+    """
+    import datajoint as dj
+
+    current = dj.Connection.connect
+    if getattr(current, "_lfpbold_refreshes_id", False):
+        return
+    _upstream["connection_connect"] = current
+
+    def connect(self) -> None:
+        current(self)
+        if getattr(self, "_conn", None) is not None and not self._is_closed:
+            self.connection_id = self.adapter.get_connection_id(self._conn)
+
+    connect.__doc__ = current.__doc__
+    connect._lfpbold_refreshes_id = True
+    dj.Connection.connect = connect
+
+
+def upstream_connect():
+    """DataJoint's own ``Connection.connect``, installed or not (tests check it still keeps the old id)."""
+    import datajoint as dj
+
+    return _upstream.get("connection_connect", dj.Connection.connect)
+
+
+# --- 10. SIGTERM during a distributed populate aborts the make -----------------------------------
+
+WORKAROUNDS["sigterm_aborts_make"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="AutoPopulate._populate_distributed installs a SIGTERM handler that raises SystemExit at once, inside "
+    "make(), so the key being computed is lost and recorded as an error ('SystemExit: SIGTERM received')",
+)
+
+
+@contextmanager
+def deferred_sigterm():
+    """A block in which SIGTERM is held back by the signal mask, and delivered when the block ends.
+
+    Around one ``populate(..., max_calls=1)``: DataJoint's handler (installed and removed inside)
+    never sees the signal, the key finishes, and the caller's own handler runs afterwards. Only
+    the main thread of a process may change how its signals are handled; elsewhere this does
+    nothing. Blocked signals are inherited by child processes, so never fork inside the block.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

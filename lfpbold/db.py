@@ -27,6 +27,7 @@ STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz 
 compat.install_safe_write()
 compat.install_pg_primary_keys()
 compat.quiet_jobs_table_warning()
+compat.install_connection_id_refresh()
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
     logging.getLogger("datajoint").setLevel(logging.WARNING)

@@ -39,19 +39,28 @@ def activate(prefix: str, connection: dj.Connection) -> dict[str, dj.Schema]:
     """
     from lfpbold.compat import arrays_in_table
     from lfpbold.validate import check_prefix
+    from lfpbold.workers import schema_lock
 
     check_prefix(prefix)
     schemas = {}
     in_table = arrays_in_table(connection)  # MariaDB: DataJoint 2.3 cannot hold store columns there
-    for name, module in _modules().items():
-        template = module.schema  # never activated: it only remembers the classes, in order
-        active = dj.Schema(connection=connection)
-        active.activate(prefix + name, connection=connection)
-        for cls, context in template.declare_list:
-            _set_definitions(cls, in_table)
-            active(cls, context=context)
-        module.active_schema = active
-        schemas[name] = active
+    # Declaring tables, their job tables and the lookup rows, one process at a time per prefix:
+    # workers and ingests started together on a new prefix would otherwise race on CREATE.
+    with schema_lock(connection, "schemas:" + prefix):
+        for name, module in _modules().items():
+            template = module.schema  # never activated: it only remembers the classes, in order
+            active = dj.Schema(connection=connection)
+            active.activate(prefix + name, connection=connection)
+            for cls, context in template.declare_list:
+                _set_definitions(cls, in_table)
+                active(cls, context=context)
+            module.active_schema = active
+            schemas[name] = active
+        for table in computed_tables():
+            try:
+                table.jobs  # declared on first access  # noqa: B018
+            except dj.errors.AccessError:
+                break  # a role without CREATE (a viewer) uses the job tables a writer declared
     return schemas
 
 
@@ -381,8 +390,10 @@ def populate(
         Worker processes per table (DataJoint's populate).
     reserve_jobs : bool
         Coordinate through DataJoint's job tables, so workers on several machines can share one
-        server. With ``orphan_timeout``, jobs reserved longer ago than that many seconds (a worker
-        killed with SIGKILL leaves its job reserved forever) are returned to the queue first.
+        server. Reservations whose worker's database connection no longer exists (a worker killed
+        with SIGKILL, a lost machine) are returned to the queue first
+        (:func:`lfpbold.workers.requeue_dead_reservations`). With ``orphan_timeout``, so are
+        reservations older than that many seconds, live or not (a worker that hangs).
     display_progress : bool
         A progress bar per table.
     verify : {"stat", "full"}
@@ -396,35 +407,54 @@ def populate(
     Returns
     -------
     dict
-        Per table name: ``{"success_count": n, "error_list": [(key, message), ...]}``.
+        Per table name: ``{"success_count": n, "error_list": [(key, message), ...]}``, plus
+        ``"remaining"`` (keys neither done nor failed) and ``"reserved_by_others"`` for the tables
+        where keys are left.
     """
     from lfpbold import integrity
     from lfpbold.schemas import cohort
+    from lfpbold.workers import one_blas_thread, remaining, requeue_dead_reservations
 
     integrity.configure(verify=verify, data_root=data_root)  # read by the makes of this process and its workers
     echo = echo or (lambda s: None)
     outcome = {}
     for table in computed_tables():
         if table is cohort.Cohort:  # only now are the new scans' per-scan rows there to compare with
-            stale = cohort.Cohort().stale()
-            for key in stale:
-                (cohort.Cohort & key).delete(prompt=False)
-            if stale:
-                echo(f"Cohort: {len(stale)} row(s) summarise an older set of scans; recomputing")
-        if reserve_jobs and orphan_timeout is not None:
-            table.jobs.refresh(orphan_timeout=orphan_timeout)
+            refresh_stale_cohorts(echo)
+        if reserve_jobs:
+            # jobs of workers whose database connection is gone (killed, crashed, machine lost)
+            requeue_dead_reservations([table], echo=echo)
+            if orphan_timeout is not None:  # and, if asked, of live workers stuck that long
+                table.jobs.refresh(orphan_timeout=orphan_timeout)
         todo = len(table.key_source - table.proj())
         if not todo:
             outcome[table.__name__] = {"success_count": 0, "error_list": []}
             continue
-        result = table.populate(
-            processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress, suppress_errors=True
-        )
+        with one_blas_thread(processes > 1):  # forked worker processes inherit one BLAS thread each
+            result = table.populate(
+                processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress, suppress_errors=True
+            )
         outcome[table.__name__] = result
         echo(f"{table.__name__}: {result['success_count']} done, {len(result['error_list'])} failed")
         for key, message in result["error_list"]:
             echo(f"  {table.__name__} {dict(key)}: {message}")
+    failed = [(name, key) for name, r in outcome.items() for key, _ in r["error_list"]]
+    for name, info in remaining(computed_tables(), failed).items():
+        outcome.setdefault(name, {"success_count": 0, "error_list": []})["remaining"] = info["n"]
+        outcome[name]["reserved_by_others"] = len(info["reserved"])
     return outcome
+
+
+def refresh_stale_cohorts(echo: Callable[[str], None] | None = None) -> int:
+    """Delete the Cohort rows that summarise an older set of scans (populate recomputes them)."""
+    from lfpbold.schemas import cohort
+
+    stale = cohort.Cohort().stale()
+    for key in stale:
+        (cohort.Cohort & key).delete(prompt=False)
+    if stale and echo:
+        echo(f"Cohort: {len(stale)} row(s) summarise an older set of scans; recomputing")
+    return len(stale)
 
 
 def drop(prefix: str, connection: dj.Connection) -> None:

@@ -58,6 +58,14 @@ CHECKS = {
         "test_hardening.py::test_upstream_embedded_files_follow_the_umask",
         "test_hardening.py::test_lost_connection_is_one_line_populate_resumes_and_home_is_private",
     ],
+    "connection_id_refresh": [
+        "test_workers.py::test_upstream_connect_keeps_the_old_connection_id",
+        "test_workers.py::test_reconnect_records_the_new_session_id",
+    ],
+    "sigterm_aborts_make": [
+        "test_workers.py::test_upstream_sigterm_aborts_the_make",
+        "test_workers.py::test_deferred_sigterm_lets_the_make_finish",
+    ],
 }
 
 
