@@ -172,6 +172,7 @@ class LFPRecording(dj.Manual):
     n_channels : int32
     volume_triggers : <blob>           # s on the series' clock, one per volume
     slice_triggers : <blob>            # s on the series' clock, one per slice acquisition
+    nwb_inspection = null : json       # NWB Inspector findings at ingest: importance, check, location, message
     """
 
     class Channel(dj.Part):
