@@ -103,11 +103,11 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True):
+def _ingest(ctx, study_dir, checksums=True, **layout):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(study_dir, checksums=checksums)
+    report = ingest_study(study_dir, checksums=checksums, **layout)
     click.echo(f"ingest {study_dir}: {len(report.inserted)} scan(s) inserted, {len(report.skipped)} already there")
     for err in report.errors:
         click.echo(f"error: {err}", err=True)
@@ -117,13 +117,38 @@ def _ingest(ctx, study_dir, checksums=True):
 @main.command()
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 of each file (faster on huge files).")
+@click.option(
+    "--layout",
+    type=click.Choice(["bids", "rabies", "fmriprep"]),
+    default=None,
+    help="Where preprocessed BOLD comes from (default: detected): raw BIDS, RABIES or fMRIPrep outputs.",
+)
+@click.option(
+    "--derivatives",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The RABIES/fMRIPrep output folder (default: STUDY_DIR/derivatives/rabies or .../fmriprep).",
+)
+@click.option(
+    "--region-aliases",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="TSV (region, alias) adding names for regions (default table + STUDY_DIR/code/region_aliases.tsv).",
+)
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums):
+def ingest(ctx, study_dir, no_checksums, layout, derivatives, region_aliases):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
     try:
-        report = _ingest(ctx, study_dir, checksums=not no_checksums)
+        report = _ingest(
+            ctx,
+            study_dir,
+            checksums=not no_checksums,
+            layout=layout,
+            derivatives=derivatives,
+            region_aliases=region_aliases,
+        )
     except IngestError as err:
         raise click.ClickException(str(err)) from None
     if report.errors:

@@ -109,19 +109,29 @@ class IngestReport:
     errors: list[Exception] = field(default_factory=list)
 
 
-def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestReport:
+def ingest_study(
+    study_dir: str | Path,
+    *,
+    checksums: bool = True,
+    layout: str | None = None,
+    derivatives: str | Path | None = None,
+    region_aliases: str | Path | None = None,
+) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
     Running it twice inserts nothing the second time. A scan already in the database whose file
     checksum has changed is an error (the database would otherwise describe a different file).
     Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
-    study's analysis for it; :func:`select` adds other combinations.
+    study's analysis for it; :func:`select` adds other combinations. ``layout``, ``derivatives``
+    and ``region_aliases`` say where preprocessed BOLD comes from (see :func:`lfpbold.ingest.read_study`).
     """
     from lfpbold.ingest import IngestError, read_study
     from lfpbold.schemas import acquisition as acq
     from lfpbold.schemas import params
 
-    records = read_study(study_dir, checksums=checksums)
+    records = read_study(
+        study_dir, checksums=checksums, layout=layout, derivatives=derivatives, region_aliases=region_aliases
+    )
     report = IngestReport(errors=list(records.errors))
     conn = acq.Subject.connection
     with conn.transaction:

@@ -153,6 +153,7 @@ class FMRIRun(dj.Manual):
     slice_timing = null : <blob>       # seconds from volume onset, one per slice
     motion : <blob>                    # (n_volumes, 6): trans x,y,z mm; rot x,y,z rad
     motion_path : varchar(1024)
+    motion_source = null : json        # motion file as written: format, columns, units; the tool's own FD
     sidecar : json                     # the sidecar after BIDS inheritance
     """
 
