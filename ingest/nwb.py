@@ -331,7 +331,8 @@ def check_samples(nwb_path, series_path: str, rate: float | None = None) -> int:
                 raise IngestError(
                     path,
                     f"{key}/data",
-                    f"non-finite sample ({part[(t, c) if part.ndim > 1 else t]!r}) at channel {c}, sample {a + t}"
+                    f"non-finite sample ({float(part[(t, c) if part.ndim > 1 else t])!r}) "
+                    f"at channel {c}, sample {a + t}"
                     f"{when}; {where.shape[0]} non-finite in samples {a}..{a + part.shape[0] - 1}",
                 )
         return n_rows * n_cols
@@ -343,7 +344,7 @@ def _check_timestamps(path, field, ds, rows):
         part = np.asarray(ds[a : a + rows], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(part))
         if bad.size:
-            raise IngestError(path, field, f"non-finite timestamp ({part[bad[0]]!r}) at sample {a + bad[0]}")
+            raise IngestError(path, field, f"non-finite timestamp ({float(part[bad[0]])!r}) at sample {a + bad[0]}")
         joined = part if last is None else np.concatenate([[last], part])
         steps = np.flatnonzero(np.diff(joined) <= 0)
         if steps.size:
@@ -513,7 +514,7 @@ def read_nwb(
                     path,
                     name,
                     f"{bad.size} non-finite trigger time(s) in {where}, the first at trigger {bad[0]} "
-                    f"({times[bad[0]]!r})",
+                    f"({float(times[bad[0]])!r})",
                 )
             steps = np.flatnonzero(np.diff(times) <= 0)
             if steps.size:
