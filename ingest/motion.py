@@ -106,7 +106,7 @@ def read_motion_file(path, n_volumes: int) -> tuple[np.ndarray, dict]:
         written, units = " ".join(wanted), "mm mm mm rad rad rad"
         fd = None
         if kind == "fmriprep" and "framewise_displacement" in table.columns:
-            fd = pd.to_numeric(table["framewise_displacement"], errors="coerce").to_numpy(dtype=np.float64)
+            fd = pd.to_numeric(table["framewise_displacement"], errors="coerce").to_numpy(dtype=np.float64, copy=True)
             fd[0] = 0.0 if not np.isfinite(fd[0]) else fd[0]  # fMRIPrep writes n/a for the first volume
     if motion.shape[0] != n_volumes:
         raise IngestError(path, "rows", f"{motion.shape[0]} rows but the BOLD run has {n_volumes} volumes")
