@@ -133,11 +133,18 @@ def read_label_atlas(
     A label becomes (part of) a region's ROI when its name, through ``aliases``, names a region;
     several labels of one region (its two hemispheres, areas 1 and 2 of the cingulate cortex) are
     joined. Labels of no known region are left out (add them to the alias table to use them).
-    Masks (brain, WM, ventricles/CSF) are read as ``voxel > 0``; every image must share the brain
-    mask's grid. The ROI rows keep ``roi_path`` as ``<labels image>#<label numbers>``.
+    Masks (brain, WM, ventricles/CSF) are read as ``voxel > 0`` (``*_probseg`` maps as p >= 0.5);
+    ``brain`` may also be ``(mask, affine)``. Every image must share the brain mask's grid. The ROI
+    rows keep ``roi_path`` as ``<labels image>#<label numbers>``.
     """
     labels, lut = Path(labels), Path(lut)
-    brain_mask, affine = _tissue(Path(brain))
+    if isinstance(brain, tuple):  # a mask made here (e.g. the runs' masks intersected) and its affine
+        brain_mask, affine = brain
+        zooms = [float(z) for z in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))]
+        brain = labels
+    else:
+        brain_mask, affine = _tissue(Path(brain))
+        zooms = [float(z) for z in _load(Path(brain)).header.get_zooms()[:3]]
     shape = brain_mask.shape
     wm_mask, _ = _tissue(Path(wm), shape, affine)
     vent_mask, _ = _tissue(Path(ventricles), shape, affine)
@@ -165,7 +172,6 @@ def read_label_atlas(
             members.setdefault(region, []).append(label)
     if not members:
         raise IngestError(lut, "name", "no label names a known region; add the lab's names to code/region_aliases.tsv")
-    zooms = [float(z) for z in _load(Path(brain)).header.get_zooms()[:3]]
     n_brain = int(brain_mask.sum())
     if n_brain == 0:
         raise IngestError(brain, "voxels", "the brain mask is empty")

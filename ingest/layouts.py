@@ -239,6 +239,9 @@ class FmriprepLayout(Layout):
         bold = run["bold"]
         func = bold.parent
         out = {**files, "bold": bold, "motion": func / f"{prefix}_desc-confounds_timeseries.tsv"}
+        mask = func / f"{prefix}_space-{run['space']}_desc-brain_mask.nii.gz"
+        if mask.exists():
+            out["brain_mask"] = mask
         own = bold.with_name(bold.name.split(".nii")[0] + ".json")
         if own.exists():
             out["sidecar_derived"] = own
@@ -270,16 +273,35 @@ class FmriprepLayout(Layout):
             raise IngestError(tpl / patterns[0], "file", "missing")
 
         labels = one(f"tpl-{space}*_atlas-*_dseg.nii*")
+        try:
+            brain = one(f"tpl-{space}*_desc-brain_mask.nii*")
+        except IngestError:  # no template mask: the voxels inside every run's own brain mask
+            brain = self._common_brain_mask(space)
         lut = find_lut(labels)
         if lut is None:
             raise IngestError(labels, "lookup table", f"missing: {labels.name.split('.nii')[0]}.tsv (index, name)")
         return read_label_atlas(
-            f"tpl-{space}",
+            f"tpl-{space}",  # the template is the atlas space
             labels=labels,
             lut=lut,
             aliases=self.aliases,
-            brain=one(f"tpl-{space}*_desc-brain_mask.nii*"),
+            brain=brain,
             wm=one(f"tpl-{space}*_label-WM_mask.nii*", f"tpl-{space}*_label-WM_probseg.nii*"),
             ventricles=one(f"tpl-{space}*_label-CSF_mask.nii*", f"tpl-{space}*_label-CSF_probseg.nii*"),
             atlas_dir=tpl,
         )
+
+    def _common_brain_mask(self, space):
+        """The runs' ``*_space-<S>_desc-brain_mask`` joined by intersection (all on one grid)."""
+        from .nifti import _mask
+
+        masks = sorted(self.derivatives.glob(f"sub-*/**/func/*_space-{space}_desc-brain_mask.nii*"))
+        if not masks:
+            raise IngestError(
+                self.derivatives / f"tpl-{space}", "file", "missing: no template brain mask and no run brain masks"
+            )
+        common, affine = _mask(masks[0])
+        for path in masks[1:]:
+            mask, _ = _mask(path, common.shape, affine)
+            common &= mask
+        return common, affine

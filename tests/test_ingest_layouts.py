@@ -296,3 +296,20 @@ def test_rabies_study_ingested(tmp_path, embedded_db):
     assert {r["region"] for r in acq.Atlas.ROI.to_dicts()} == {"ACC", "M1"}
     assert len(acq.LFPRecording.Channel()) == 8
     assert SHAPE == tuple(acq.Atlas.fetch1("shape"))
+
+    # the BOLD side runs on RABIES's commonspace BOLD (the tiny LFP's 200 Hz is too slow for band power)
+    from lfpbold.pipeline import populate
+    from lfpbold.schemas import analysis
+
+    populate(display_progress=False)
+    assert len(analysis.PreprocessedBold()) == 2 and len(analysis.CleanLFP()) == 4
+
+
+def test_fmriprep_brain_mask_from_the_runs_when_the_template_has_none(tmp_path):
+    root = tmp_path / "study"
+    written = build_fmriprep(root)
+    (root / "derivatives" / "fmriprep" / "tpl-tiny" / "tpl-tiny_res-1_desc-brain_mask.nii.gz").unlink()
+    records = read_study(root)
+    assert records.errors == []
+    np.testing.assert_array_equal(records.atlas["brain_mask"], written["atlas"]["brain"])
+    assert records.atlas["voxel_size_mm"] == pytest.approx([2.0, 2.0, 2.5])
