@@ -313,3 +313,25 @@ def test_fmriprep_brain_mask_from_the_runs_when_the_template_has_none(tmp_path):
     assert records.errors == []
     np.testing.assert_array_equal(records.atlas["brain_mask"], written["atlas"]["brain"])
     assert records.atlas["voxel_size_mm"] == pytest.approx([2.0, 2.0, 2.5])
+
+
+def test_cli_ingest_with_layout_and_derivatives(tmp_path, embedded_db):
+    from click.testing import CliRunner
+
+    from lfpbold.cli import main
+    from lfpbold.schemas import acquisition as acq
+
+    root = tmp_path / "study"
+    build_fmriprep(root)
+    elsewhere = tmp_path / "fmriprep-out"
+    shutil.move(root / "derivatives" / "fmriprep", elsewhere)  # the outputs kept outside the study
+    aliases = tmp_path / "lab_aliases.tsv"
+    aliases.write_text("region\talias\nM1\tRest of brain\n")  # a lab's (odd) extra name for M1
+    args = ["--prefix", embedded_db.prefix, "ingest", str(root), "--layout", "fmriprep"]
+    r = CliRunner().invoke(main, [*args, "--derivatives", str(elsewhere), "--region-aliases", str(aliases)])
+    assert r.exit_code == 0, r.output
+    assert "2 scan(s) inserted" in r.output
+    m1 = (acq.Atlas.ROI & {"region": "M1"}).fetch1()
+    assert m1["roi_path"].endswith("#2,7")  # labels 2 and 7 joined into M1
+    r = CliRunner().invoke(main, [*args])  # without --derivatives the default folder is missing
+    assert r.exit_code != 0 and "derivatives/fmriprep: file: missing" in r.output, r.output

@@ -93,7 +93,7 @@ def study(tmp_path):
     return tmp_path / "study"
 
 
-def test_neuroconv_file_is_read_and_ingested(study, embedded_db):
+def test_neuroconv_file_is_read_and_ingested(study, db):
     from lfpbold.pipeline import ingest_study
     from lfpbold.schemas import acquisition as acq
 
