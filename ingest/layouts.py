@@ -98,7 +98,12 @@ class Layout:
         return read_atlas(self.study_dir)
 
     def runs(self) -> dict[tuple[str, str, str], dict]:
-        """(sub, ses, prefix) -> files the layout adds to the raw folder's (none for bids)."""
+        """(sub, ses, prefix) -> the run's files in the layout's outputs (none for bids); walked once."""
+        if not hasattr(self, "_runs"):
+            self._runs = self._find_runs()
+        return self._runs
+
+    def _find_runs(self) -> dict:
         return {}
 
     def run_files(self, sub: str, ses: str, prefix: str, files: dict) -> dict:
@@ -170,12 +175,14 @@ class RabiesLayout(Layout):
         )
 
     def _per_run(self, datasink: str, target: str) -> dict[str, Path]:
-        folder = self.derivatives / datasink / target
-        if not folder.is_dir():
-            return {}
-        return {p.name: p for p in folder.rglob("*") if p.is_file()}
+        key = (datasink, target)
+        cache = self.__dict__.setdefault("_trees", {})
+        if key not in cache:
+            folder = self.derivatives / datasink / target
+            cache[key] = {p.name: p for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+        return cache[key]
 
-    def runs(self):
+    def _find_runs(self):
         bolds = self._per_run("bold_datasink", "commonspace_bold")
         out = {}
         for fname, path in sorted(bolds.items()):
@@ -222,7 +229,7 @@ class FmriprepLayout(Layout):
 
     name = "fmriprep"
 
-    def runs(self):
+    def _find_runs(self):
         out = {}
         for path in sorted(self.derivatives.glob("sub-*/**/func/*_desc-preproc_bold.nii*")):
             ents, _, _ = parse_entities(path.name)
