@@ -163,7 +163,8 @@ def _trigger_times(nwbfile, name: str):
             raise IngestError(_file(nwbfile), place, "a table without a timestamp or start_time column")
         data = getattr(obj, "data", None)
         stamps = getattr(obj, "timestamps", None)
-        if data is not None and len(data) > 0 and _is_level_signal(data):
+        is_events = getattr(obj, "neurodata_type", "") in _EVENT_TYPES  # data are labels, not a level
+        if data is not None and len(data) > 0 and not is_events and _is_level_signal(data):
             return _rising_edges(obj, data, stamps), place
         if stamps is not None:
             return np.asarray(stamps[:], dtype=np.float64), place
@@ -175,6 +176,9 @@ def _trigger_times(nwbfile, name: str):
 
 
 _LEVEL_BLOCK = 1 << 22  # samples of a TTL line per read
+#: event types whose ``data`` (if any) label the events instead of sampling a line: ndx-events 0.2
+#: ``Events``/``TTLs``/``LabeledEvents``, NWB core ``AnnotationSeries``
+_EVENT_TYPES = {"Events", "TTLs", "LabeledEvents", "AnnotationSeries"}
 
 
 def _is_level_signal(data) -> bool:

@@ -216,3 +216,32 @@ def test_inspector_findings_are_returned(tmp_path):
     findings = inspect_nwb(path)
     assert findings and {"importance", "check", "location", "message"} <= set(findings[0])
     assert any(f["check"] == "check_experimenter_exists" for f in findings)
+
+
+def test_triggers_as_ndx_events_types(study):
+    """Scanner triggers as ndx-events 0.2 ``Events`` (volumes) and ``TTLs`` with TTL codes (slices),
+    in a processing module, as older conversion scripts wrote them."""
+    from ndx_events import Events, TTLs
+    from pynwb import NWBHDF5IO
+
+    w = make_study(study, subjects=("01",), runs=(1,), nwb_options={("01", 1): {"triggers": "none"}})
+    scan = w["scans"][("01", SES, 1)]
+    with NWBHDF5IO(str(scan["nwb"]), "a") as io:
+        nwb = io.read()
+        module = nwb.create_processing_module("triggers", "scanner TTLs")
+        module.add(Events(name="scanner_volumes", description="volume TTL", timestamps=scan["volume_triggers"]))
+        codes = np.tile([3, 4, 5], len(scan["slice_triggers"]) // 3)  # one code per slice line
+        module.add(
+            TTLs(
+                name="scanner_slices",
+                description="slice TTLs",
+                timestamps=scan["slice_triggers"],
+                data=codes,
+                labels=["", "", "", "slice0", "slice1", "slice2"],
+            )
+        )
+        io.write(nwb)
+    records = read_study(study)
+    assert records.errors == [], [str(e) for e in records.errors]
+    np.testing.assert_allclose(records.scans[0].lfp["volume_triggers"], scan["volume_triggers"])
+    np.testing.assert_allclose(records.scans[0].lfp["slice_triggers"], scan["slice_triggers"])
