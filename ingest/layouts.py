@@ -203,7 +203,8 @@ class RabiesLayout(Layout):
     def run_files(self, sub, ses, prefix, files):
         run = self.runs().get((sub, ses, prefix))
         if run is None:
-            return {k: v for k, v in files.items() if k not in ("bold", "motion")}
+            kept = {k: v for k, v in files.items() if k not in ("bold", "motion")}
+            return {**kept, "bold_expected": self.derivatives / "bold_datasink" / "commonspace_bold" / f"{prefix}_bold"}
         motion = self._match(run["scan"], self._per_run("motion_datasink", "motion_params_csv"))
         motion = motion or self._match(run["scan"], self._per_run("confounds_datasink", "confounds_csv"))
         fd = self._match(run["scan"], self._per_run("motion_datasink", "FD_csv"))
@@ -242,7 +243,9 @@ class FmriprepLayout(Layout):
     def run_files(self, sub, ses, prefix, files):
         run = self.runs().get((sub, ses, prefix))
         if run is None:
-            return {k: v for k, v in files.items() if k not in ("bold", "motion")}
+            kept = {k: v for k, v in files.items() if k not in ("bold", "motion")}
+            func = self.derivatives / f"sub-{sub}" / f"ses-{ses}" / "func"
+            return {**kept, "bold_expected": func / f"{prefix}_space-<S>_desc-preproc_bold.nii.gz"}
         bold = run["bold"]
         func = bold.parent
         out = {**files, "bold": bold, "motion": func / f"{prefix}_desc-confounds_timeseries.tsv"}

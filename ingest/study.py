@@ -246,7 +246,8 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     sidecar = header = motion = motion_source = None
     motion_path = files.get("motion", func / f"{prefix}_motion.tsv")
     if bold_path is None:
-        errors.append(IngestError(func / f"{prefix}_bold.nii.gz", "file", f"missing: {nwb_path.name} has no BOLD run"))
+        expected = files.get("bold_expected", func / f"{prefix}_bold.nii.gz")  # where the layout looked
+        errors.append(IngestError(expected, "file", f"missing: {nwb_path.name} has no BOLD run"))
     else:
         t_r = None
         try:

@@ -335,3 +335,69 @@ def test_cli_ingest_with_layout_and_derivatives(tmp_path, embedded_db):
     assert m1["roi_path"].endswith("#2,7")  # labels 2 and 7 joined into M1
     r = CliRunner().invoke(main, [*args])  # without --derivatives the default folder is missing
     assert r.exit_code != 0 and "derivatives/fmriprep: file: missing" in r.output, r.output
+
+
+def _drop_rabies_bold(root):
+    shutil.rmtree(
+        root / "derivatives" / "rabies" / "bold_datasink" / "commonspace_bold" / f"_split_name_{prefix(2)}_bold"
+    )
+
+
+def _short_rabies_motion(root):
+    path = next((root / "derivatives" / "rabies" / "motion_datasink").rglob(f"{prefix(2)}_bold_motion_params.csv"))
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+
+
+def _rabies_fd_column(root):
+    path = next((root / "derivatives" / "rabies" / "motion_datasink").rglob(f"{prefix(2)}_bold_FD_file.csv"))
+    path.write_text(path.read_text().replace("MeanFD", "meanfd"))
+
+
+def _fmriprep_no_rot(root):
+    path = next((root / "derivatives" / "fmriprep").rglob(f"{prefix(2)}_desc-confounds_timeseries.tsv"))
+    path.write_text(path.read_text().replace("rot_z", "rotz"))
+
+
+BAD_RUNS = {
+    "rabies run missing": (
+        build_rabies,
+        _drop_rabies_bold,
+        f"derivatives/rabies/bold_datasink/commonspace_bold/{prefix(2)}_bold",
+        "file",
+        "has no BOLD run",
+    ),
+    "rabies motion short": (build_rabies, _short_rabies_motion, "_motion_params.csv", "rows", "11 rows but"),
+    "rabies FD column": (build_rabies, _rabies_fd_column, "_FD_file.csv", "MeanFD", "column missing"),
+    "fmriprep columns": (build_fmriprep, _fmriprep_no_rot, "_desc-confounds_timeseries.tsv", "columns", "rot_z"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_bad_run_in_a_layout_is_left_out(tmp_path, case):
+    build, damage, path_end, field, reason = BAD_RUNS[case]
+    root = tmp_path / "study"
+    build(root)
+    damage(root)
+    records = read_study(root)
+    assert [s.key["run"] for s in records.scans] == [1]
+    found = [e for e in records.errors if e.path.endswith(path_end) and e.field == field]
+    assert found and reason in found[0].reason, [str(e) for e in records.errors]
+
+
+def test_label_image_problems_stop_the_study(tmp_path):
+    root = tmp_path / "study"
+    written = build_rabies(root)
+    (root / "code" / "atlas_labels.tsv").write_text(
+        "index\tname\n1\tCingulate cortex area 1\n2\tPrimary motor cortex\n"
+    )
+    with pytest.raises(IngestError, match=r"labels \[7\] are in .* but not in the lookup table"):
+        read_study(root)
+    (root / "code" / "atlas_labels.tsv").write_text("index\tname\n1\tsomething\n2\telse\n7\tmore\n")
+    with pytest.raises(IngestError, match="no label names a known region"):
+        read_study(root)
+    (root / "code" / "atlas_labels.tsv").write_text(LUT)
+    labels = next((root / "derivatives" / "rabies" / "bold_datasink" / "commonspace_labels").rglob("*.nii.gz"))
+    write_nifti(labels, np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(IngestError, match=r"shape: \[3, 3, 3\] but the brain mask is \[4, 5, 3\]"):
+        read_study(root)
+    assert written  # the raw folder is untouched by any of this
