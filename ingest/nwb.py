@@ -39,6 +39,14 @@ def _open(path: Path):
     except Exception as exc:
         if io is not None:
             io.close()
+        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
+        if sizes:
+            raise IngestError(
+                path,
+                "file",
+                f"truncated: {int(sizes.group(1)):,} bytes on disk but the HDF5 file says {int(sizes.group(2)):,} "
+                "(an interrupted copy or write?)",
+            ) from None
         raise IngestError(path, "file", f"not readable as NWB ({type(exc).__name__}: {exc})") from None
     try:
         yield nwbfile
@@ -46,46 +54,69 @@ def _open(path: Path):
         io.close()
 
 
-def _object_path(obj) -> str:
-    """HDF5 path of a container inside its NWB file, e.g. ``processing/ecephys/LFP/ElectricalSeries``."""
+def _object_path(nwbfile, obj) -> str | None:
+    """HDF5 path of a container inside its NWB file, e.g. ``processing/ecephys/LFP/ElectricalSeries``,
+    or None when it lives anywhere but ``acquisition`` or ``processing`` (analysis, stimulus, scratch)."""
     from pynwb import NWBFile, ProcessingModule
 
     names = []
     node = obj
-    while node is not None and not isinstance(node, NWBFile):
+    while node.parent is not None and not isinstance(node.parent, NWBFile):
         names.append(node.name)
-        top = node
         node = node.parent
-    prefix = "processing" if isinstance(top, ProcessingModule) else "acquisition"
-    return "/".join([prefix, *reversed(names)])
+    if isinstance(node, ProcessingModule) and nwbfile.processing.get(node.name) is node:
+        prefix = "processing"
+    elif nwbfile.acquisition.get(node.name) is node:
+        prefix = "acquisition"
+    else:
+        return None
+    return "/".join([prefix, node.name, *reversed(names)])
+
+
+def _elsewhere(obj) -> str:
+    """Where a container that is not in acquisition/processing sits, for messages."""
+    data = getattr(obj, "data", None)
+    name = getattr(data, "name", None)
+    if isinstance(name, str) and name.endswith("/data"):
+        return name[1:-5]
+    return obj.name
 
 
 def find_series(nwbfile, nwb_path: Path, series_path: str | None = None):
     """The raw ElectricalSeries of a file and its HDF5 path.
 
     By ``series_path`` if given; else ``acquisition["ElectricalSeries"]``; else the single
-    ElectricalSeries anywhere in acquisition or ``processing["ecephys"]`` (inside an LFP or
-    FilteredEphys container too). Several candidates is an error that lists them.
+    ElectricalSeries anywhere in acquisition or a processing module (inside an LFP or
+    FilteredEphys container too, as NeuroConv writes ``processing/ecephys/LFP/ElectricalSeriesLFP``).
+    Series elsewhere (analysis, scratch, stimulus) are never taken. Several candidates is an
+    error that lists them.
     """
     from pynwb.ecephys import ElectricalSeries
 
-    every = {}
+    every, others = {}, []
     for obj in nwbfile.objects.values():
         if isinstance(obj, ElectricalSeries):
-            every[_object_path(obj)] = obj
+            where = _object_path(nwbfile, obj)
+            if where is None:
+                others.append(_elsewhere(obj))
+            else:
+                every[where] = obj
     if series_path is not None:
         key = series_path.strip("/")
         if key not in every:
             raise IngestError(
-                nwb_path, key, f"no ElectricalSeries at this path (found: {', '.join(sorted(every)) or 'none'})"
+                nwb_path,
+                key,
+                f"no ElectricalSeries in acquisition or processing at this path "
+                f"(found: {', '.join(sorted(every)) or 'none'})",
             )
         return every[key], key
     if DEFAULT_SERIES in every:
         return every[DEFAULT_SERIES], DEFAULT_SERIES
-    candidates = {p: s for p, s in every.items() if p.startswith("acquisition/") or p.startswith("processing/ecephys/")}
+    candidates = every
     if not candidates:
-        others = f" (elsewhere: {', '.join(sorted(every))})" if every else ""
-        raise IngestError(nwb_path, DEFAULT_SERIES, f"no ElectricalSeries in acquisition or processing/ecephys{others}")
+        elsewhere = f" (elsewhere, not taken: {', '.join(sorted(others))})" if others else ""
+        raise IngestError(nwb_path, DEFAULT_SERIES, f"no ElectricalSeries in acquisition or processing{elsewhere}")
     if len(candidates) > 1:
         raise IngestError(
             nwb_path,
@@ -102,27 +133,83 @@ def _column(table, name):
     return table[name].data[:]
 
 
+def _trigger_places(nwbfile):
+    """(where, container group) in the order triggers are looked for."""
+    yield "events", getattr(nwbfile, "events", None) or {}
+    yield "acquisition", nwbfile.acquisition
+    for module in nwbfile.processing.values():
+        yield f"processing/{module.name}", module.data_interfaces
+    yield "intervals", nwbfile.intervals or {}
+
+
 def _trigger_times(nwbfile, name: str):
-    """(times in s from session start, where found) of the named scanner triggers, or (None, None)."""
-    events = getattr(nwbfile, "events", None) or {}
-    if name in events:
-        return np.asarray(events[name]["timestamp"].data[:], dtype=np.float64), f"events/{name}"
-    for where, group in (("acquisition", nwbfile.acquisition), ("intervals", nwbfile.intervals or {})):
+    """(times in s from session start, where found) of the named scanner triggers, or (None, None).
+
+    Accepted: an ``EventsTable`` (NWB core, as ndx-events 0.4 defined it) or any table with a
+    ``timestamp`` or ``start_time`` column (``TimeIntervals``); a ``TimeSeries`` of event times
+    (ndx-events 0.2 ``Events``/``TTLs`` too: anything with ``timestamps``); a TTL ``TimeSeries``,
+    i.e. the trigger line sampled as a level (by ``rate`` or ``timestamps``), whose rising edges
+    are the triggers.
+    """
+    for where, group in _trigger_places(nwbfile):
         if name not in group:
             continue
         obj = group[name]
-        if hasattr(obj, "colnames"):  # TimeIntervals or another table
-            for col in ("start_time", "timestamp"):
+        place = f"{where}/{name}"
+        if hasattr(obj, "colnames"):  # EventsTable, TimeIntervals or another table
+            for col in ("timestamp", "start_time"):
                 if col in obj.colnames:
-                    return np.asarray(obj[col].data[:], dtype=np.float64), f"{where}/{name}"
-            raise IngestError(_file(nwbfile), f"{where}/{name}", "a table without start_time or timestamp")
-        if getattr(obj, "timestamps", None) is not None:  # TimeSeries, AnnotationSeries
-            return np.asarray(obj.timestamps[:], dtype=np.float64), f"{where}/{name}"
+                    return np.asarray(obj[col].data[:], dtype=np.float64), place
+            raise IngestError(_file(nwbfile), place, "a table without a timestamp or start_time column")
+        data = getattr(obj, "data", None)
+        stamps = getattr(obj, "timestamps", None)
+        is_events = getattr(obj, "neurodata_type", "") in _EVENT_TYPES  # data are labels, not a level
+        if data is not None and len(data) > 0 and not is_events and _is_level_signal(data):
+            return _rising_edges(obj, data, stamps), place
+        if stamps is not None:
+            return np.asarray(stamps[:], dtype=np.float64), place
         if getattr(obj, "rate", None):
-            n = len(obj.data)
-            return obj.starting_time + np.arange(n) / obj.rate, f"{where}/{name}"
-        raise IngestError(_file(nwbfile), f"{where}/{name}", "no timestamps")
+            n = len(data)
+            return float(obj.starting_time or 0.0) + np.arange(n) / obj.rate, place
+        raise IngestError(_file(nwbfile), place, "no timestamps")
     return None, None
+
+
+_LEVEL_BLOCK = 1 << 22  # samples of a TTL line per read
+#: event types whose ``data`` (if any) label the events instead of sampling a line: ndx-events 0.2
+#: ``Events``/``TTLs``/``LabeledEvents``, NWB core ``AnnotationSeries``
+_EVENT_TYPES = {"Events", "TTLs", "LabeledEvents", "AnnotationSeries"}
+
+
+def _is_level_signal(data) -> bool:
+    """A TTL line (several distinct levels), as opposed to one marker value per event."""
+    head = np.asarray(data[: min(len(data), _LEVEL_BLOCK)])
+    if head.ndim != 1 or head.dtype.kind not in "biuf":
+        return False
+    finite = head[np.isfinite(head)] if head.dtype.kind == "f" else head
+    return finite.size > 0 and finite.min() != finite.max()
+
+
+def _rising_edges(obj, data, stamps) -> np.ndarray:
+    """Times at which a TTL line goes above the middle of its range, read in blocks."""
+    lo = hi = None
+    for a in range(0, len(data), _LEVEL_BLOCK):
+        part = np.asarray(data[a : a + _LEVEL_BLOCK], dtype=np.float64)
+        part = part[np.isfinite(part)]
+        if part.size:
+            lo = part.min() if lo is None else min(lo, part.min())
+            hi = part.max() if hi is None else max(hi, part.max())
+    threshold = (lo + hi) / 2
+    edges, previous = [], None
+    for a in range(0, len(data), _LEVEL_BLOCK):
+        high = np.asarray(data[a : a + _LEVEL_BLOCK], dtype=np.float64) > threshold
+        before = np.concatenate([[previous if previous is not None else False], high[:-1]])
+        edges.append(a + np.flatnonzero(high & ~before))
+        previous = bool(high[-1])
+    index = np.concatenate(edges)
+    if stamps is not None:
+        return np.asarray(stamps[:], dtype=np.float64)[index]
+    return float(obj.starting_time or 0.0) + index / float(obj.rate)
 
 
 def _file(nwbfile) -> Path:
@@ -167,7 +254,112 @@ def _weight_g(weight) -> float | None:
     return value * {"kg": 1000.0, "g": 1.0, "mg": 1e-3, None: 1000.0}[m.group(2)]
 
 
-def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
+def inspect_nwb(nwb_path) -> list[dict]:
+    """The NWB Inspector's findings on a file; a CRITICAL (or schema-validation) finding raises.
+
+    Gates on the inspector's report, not on an exit code (which ignores findings). Returns one dict
+    per finding: ``importance``, ``check``, ``object_type``, ``object_name``, ``location``, ``message``.
+    """
+    from nwbinspector import Importance, inspect_nwbfile
+
+    path = Path(nwb_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the inspector's own deprecation and namespace chatter
+        messages = [m for m in inspect_nwbfile(nwbfile_path=str(path)) if m is not None]
+    findings = [
+        {
+            "importance": m.importance.name,
+            "check": m.check_function_name,
+            "object_type": m.object_type,
+            "object_name": m.object_name,
+            "location": m.location,
+            "message": m.message,
+        }
+        for m in messages
+    ]
+    stop = [
+        f
+        for f, m in zip(findings, messages, strict=True)
+        if m.importance in (Importance.CRITICAL, Importance.PYNWB_VALIDATION)
+    ]
+    if stop:
+        text = "; ".join(f"{f['importance']} {f['check']} at {f['location'] or '/'}: {f['message']}" for f in stop)
+        raise IngestError(path, "nwbinspector", f"{len(stop)} critical finding(s): {text}")
+    return findings
+
+
+def check_samples(nwb_path, series_path: str, rate: float | None = None) -> int:
+    """Stream an ElectricalSeries once, chunk by chunk, and refuse any non-finite sample.
+
+    Reads whole HDF5 chunks of rows (about 32 MB at a time), never the whole series. Also checks
+    ``conversion``/``offset``/``channel_conversion`` and, for a series with ``timestamps``, that they
+    are finite and increasing. Integer samples are always finite, so only their scaling is checked.
+    Returns the number of samples read (rows x channels).
+    """
+    path = Path(nwb_path)
+    key = series_path.strip("/")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
+    with f:
+        if key not in f or "data" not in f[key]:
+            raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
+        group = f[key]
+        ds = group["data"]
+        for attr in ("conversion", "offset"):
+            value = float(ds.attrs.get(attr, 1.0 if attr == "conversion" else 0.0))
+            if not np.isfinite(value):
+                raise IngestError(path, f"{key}/data/{attr}", f"{value!r} is not finite")
+        if "channel_conversion" in group:
+            cc = np.asarray(group["channel_conversion"][:], dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(cc))
+            if bad.size:
+                raise IngestError(path, f"{key}/channel_conversion", f"{cc[bad[0]]!r} for channel {bad[0]}")
+        n_rows = ds.shape[0]
+        n_cols = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
+        rows = max(1, _BLOCK_BYTES // (n_cols * ds.dtype.itemsize))
+        if ds.chunks is not None:  # whole chunks: each is decompressed once
+            rows = max(ds.chunks[0], rows // ds.chunks[0] * ds.chunks[0])
+        if "timestamps" in group:
+            _check_timestamps(path, f"{key}/timestamps", group["timestamps"], rows)
+        if ds.dtype.kind != "f":
+            return 0
+        for a in range(0, n_rows, rows):
+            part = ds[a : a + rows]
+            finite = np.isfinite(part)
+            if not finite.all():
+                where = np.argwhere(~finite)
+                t, c = int(where[0][0]), int(where[0][1]) if part.ndim > 1 else 0
+                when = f" ({(a + t) / rate:.4f} s into the series)" if rate else ""
+                raise IngestError(
+                    path,
+                    f"{key}/data",
+                    f"non-finite sample ({float(part[(t, c) if part.ndim > 1 else t])!r}) "
+                    f"at channel {c}, sample {a + t}"
+                    f"{when}; {where.shape[0]} non-finite in samples {a}..{a + part.shape[0] - 1}",
+                )
+        return n_rows * n_cols
+
+
+def _check_timestamps(path, field, ds, rows):
+    last = None
+    for a in range(0, ds.shape[0], rows):
+        part = np.asarray(ds[a : a + rows], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(part))
+        if bad.size:
+            raise IngestError(path, field, f"non-finite timestamp ({float(part[bad[0]])!r}) at sample {a + bad[0]}")
+        joined = part if last is None else np.concatenate([[last], part])
+        steps = np.flatnonzero(np.diff(joined) <= 0)
+        if steps.size:
+            i = a + steps[0] - (0 if last is None else 1)
+            raise IngestError(path, field, f"not increasing at sample {i + 1}")
+        last = part[-1] if part.size else last
+
+
+def read_nwb(
+    nwb_path, *, regions, series_path: str | None = None, aliases=None, inspect: bool = True, samples: bool = True
+) -> dict:
     """Everything ingest needs from one scan's NWB file, validated; no samples are read.
 
     Parameters
@@ -179,6 +371,14 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
         (case-insensitively).
     series_path : str, optional
         HDF5 path of the raw series when the file holds several.
+    aliases : mapping, optional
+        Other names of the regions (normalised name -> region, see
+        :func:`lfpbold.ingest.regions.read_aliases`), so that an electrode labelled
+        ``Cingulate cortex area 1`` meets the ``ACC`` ROI.
+    inspect : bool
+        Run the NWB Inspector (:func:`inspect_nwb`); its findings go in ``lfp["nwb_inspection"]``.
+    samples : bool
+        Stream every sample once (:func:`check_samples`) and refuse non-finite ones.
 
     Returns
     -------
@@ -215,6 +415,13 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
         if location is None:
             raise IngestError(path, "electrodes/location", "column missing: the region of each channel is unknown")
         by_name = {r.lower(): r for r in regions}
+        if aliases:
+            from .regions import normalise
+
+            known = set(regions)
+            by_name.update({a: r for a, r in aliases.items() if r in known and a not in by_name})
+        else:
+            normalise = str.lower
         groups = table["group"].data[:] if "group" in table.colnames else [None] * len(table)
         cols = {
             c: _column(table, c)
@@ -227,7 +434,7 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
             loc = _text(location[row])
             if loc is None:
                 raise IngestError(path, "electrodes/location", f"empty for channel {channel} (electrode row {row})")
-            region = by_name.get(loc.lower())
+            region = by_name.get(loc.lower()) or by_name.get(normalise(loc))
             if region is None:
                 raise IngestError(
                     path,
@@ -299,14 +506,29 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
                 raise IngestError(
                     path,
                     name,
-                    "missing: no EventsTable in events, nor TimeSeries/TimeIntervals in "
-                    "acquisition or intervals, of this name",
+                    "missing: no EventsTable in events, nor table or TimeSeries in acquisition, "
+                    "processing or intervals, of this name",
                 )
             times = times - t0  # session clock -> series clock
             if times.size == 0:
-                raise IngestError(path, name, "no triggers")
-            if np.any(np.diff(times) <= 0):
-                raise IngestError(path, name, "triggers are not strictly increasing")
+                raise IngestError(path, name, f"no triggers in {where}")
+            bad = np.flatnonzero(~np.isfinite(times))
+            if bad.size:
+                raise IngestError(
+                    path,
+                    name,
+                    f"{bad.size} non-finite trigger time(s) in {where}, the first at trigger {bad[0]} "
+                    f"({float(times[bad[0]])!r})",
+                )
+            steps = np.flatnonzero(np.diff(times) <= 0)
+            if steps.size:
+                i = steps[0]
+                raise IngestError(
+                    path,
+                    name,
+                    f"triggers in {where} are not strictly increasing: trigger {i + 1} at {times[i + 1] + t0:.6f} s "
+                    f"follows trigger {i} at {times[i] + t0:.6f} s ({steps.size} such step(s))",
+                )
             if times[0] < 0 or times[-1] > end:
                 raise IngestError(
                     path,
@@ -329,7 +551,7 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
                 "weight_g": _weight_g(subject.weight),
             }
         )
-        return {
+        result = {
             "lfp": {
                 "nwb_path": str(path.absolute()),
                 "series_path": key,
@@ -346,6 +568,11 @@ def read_nwb(nwb_path, *, regions, series_path: str | None = None) -> dict:
             "subject": subject,
             "recording_end": end,
         }
+    # after the metadata, so a file that is wrong there fails fast; each opens the file itself
+    result["lfp"]["nwb_inspection"] = inspect_nwb(path) if inspect else None
+    if samples:
+        check_samples(path, key, rate)
+    return result
 
 
 def _coords(path, cols, row, channel):

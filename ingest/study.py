@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bids import parse_entities, read_dataset_description, read_motion, read_participants, read_sessions, read_sidecar
+from .bids import parse_entities, read_dataset_description, read_participants, read_sessions, read_sidecar
 from .checksum import fingerprint
 from .errors import IngestError
-from .nifti import read_atlas, read_bold_header
+from .layouts import open_layout
+from .nifti import read_bold_header
 from .nwb import read_nwb
 
 __all__ = ["read_study", "StudyRecords", "ScanRecords"]
@@ -52,7 +53,15 @@ class StudyRecords:
     errors: list[IngestError] = field(default_factory=list)
 
 
-def read_study(study_dir, *, checksums: bool = True, series_path: str | None = None) -> StudyRecords:
+def read_study(
+    study_dir,
+    *,
+    checksums: bool = True,
+    series_path: str | None = None,
+    layout: str | None = None,
+    derivatives=None,
+    region_aliases=None,
+) -> StudyRecords:
     """Read and validate a BIDS-style study folder (NIfTI BOLD + NWB LFP) into table rows.
 
     Everything is validated before returning. Problems that concern the whole study (no
@@ -71,6 +80,13 @@ def read_study(study_dir, *, checksums: bool = True, series_path: str | None = N
         scan). False leaves ``bold_sha256`` and ``nwb_sha256`` as ``""``.
     series_path : str, optional
         HDF5 path of the raw ElectricalSeries when NWB files hold several candidates.
+    layout : {"bids", "rabies", "fmriprep"}, optional
+        Where the preprocessed BOLD, motion and atlas come from (:mod:`lfpbold.ingest.layouts`);
+        detected when not given. Subjects, sessions and NWB files always come from ``study_dir``.
+    derivatives : path, optional
+        The RABIES or fMRIPrep output folder (default ``derivatives/rabies`` or ``derivatives/fmriprep``).
+    region_aliases : path, optional
+        A TSV (``region``, ``alias``) adding to the region alias table (:mod:`lfpbold.ingest.regions`).
 
     Examples
     --------
@@ -80,17 +96,18 @@ def read_study(study_dir, *, checksums: bool = True, series_path: str | None = N
     """
     study_dir = Path(study_dir).absolute()
     try:
-        return _read_study(study_dir, checksums, series_path)
+        reader = open_layout(study_dir, layout, derivatives=derivatives, region_aliases=region_aliases)
+        return _read_study(study_dir, checksums, series_path, reader)
     except IngestError as err:
         raise err.reroot(study_dir) from None
 
 
-def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
+def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyRecords:
     if not study_dir.is_dir():
         raise IngestError(study_dir, "file", "not a folder")
     desc = read_dataset_description(study_dir)
     participants = read_participants(study_dir)
-    atlas, rois = read_atlas(study_dir)
+    atlas, rois = reader.atlas()
     regions = [r["region"] for r in rois]
     records = StudyRecords(study_dir=study_dir, name=str(desc["Name"]), atlas=atlas, rois=rois)
     errors = records.errors
@@ -133,10 +150,11 @@ def _read_study(study_dir: Path, checksums: bool, series_path) -> StudyRecords:
                 }
             )
             taken = {}
-            for prefix, files in _runs(ses_dir, sub, ses, errors):
+            for prefix, files in _with_layout_runs(reader, sub, ses, _runs(ses_dir, sub, ses, errors)):
                 scan_errors = []
+                files = reader.run_files(sub, ses, prefix, files)
                 result = _read_scan(
-                    study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, scan_errors
+                    study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, scan_errors, reader
                 )
                 if result is not None:
                     scan, nwb = result
@@ -199,7 +217,18 @@ def _runs(ses_dir: Path, sub: str, ses: str, errors: list):
             yield prefix, files
 
 
-def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors):
+def _with_layout_runs(reader, sub, ses, runs):
+    """The raw folder's runs, then runs only the layout's outputs hold (they lack an NWB file)."""
+    seen = set()
+    for prefix, files in runs:
+        seen.add(prefix)
+        yield prefix, files
+    for s, e, prefix in sorted(reader.runs()):
+        if (s, e) == (sub, ses) and prefix not in seen:
+            yield prefix, {}
+
+
+def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors, reader):
     """(ScanRecords, NWB extras) for one run, or None with ``errors`` filled."""
     func, ecephys = (
         study_dir / f"sub-{sub}" / f"ses-{ses}" / "func",
@@ -214,14 +243,16 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         return None
     key = {"subject": sub, "session": ses, "run": run}
 
-    sidecar = header = motion = None
+    sidecar = header = motion = motion_source = None
     motion_path = files.get("motion", func / f"{prefix}_motion.tsv")
     if bold_path is None:
-        errors.append(IngestError(func / f"{prefix}_bold.nii.gz", "file", f"missing: {nwb_path.name} has no BOLD run"))
+        expected = files.get("bold_expected", func / f"{prefix}_bold.nii.gz")  # where the layout looked
+        errors.append(IngestError(expected, "file", f"missing: {nwb_path.name} has no BOLD run"))
     else:
         t_r = None
         try:
-            sidecar, chain = read_sidecar(study_dir, files.get("sidecar", func / f"{prefix}_bold.json"))
+            own = files.get("sidecar_derived") or files.get("sidecar", func / f"{prefix}_bold.json")
+            sidecar, chain = read_sidecar(study_dir, own)
             t_r = float(sidecar["RepetitionTime"])
         except IngestError as err:
             errors.append(err)
@@ -235,7 +266,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
             errors.append(IngestError(motion_path, "file", "missing (realignment parameters of the BOLD run)"))
         elif header is not None:
             try:
-                motion = read_motion(motion_path, header["shape"][3])
+                motion, motion_source = reader.read_motion(motion_path, header["shape"][3], files)
             except IngestError as err:
                 errors.append(err)
 
@@ -246,7 +277,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         )
     else:
         try:
-            nwb = read_nwb(nwb_path, regions=regions, series_path=series_path)
+            nwb = read_nwb(nwb_path, regions=regions, series_path=series_path, aliases=reader.aliases)
         except IngestError as err:
             errors.append(err)
     if nwb is not None:
@@ -292,6 +323,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         ),
         "motion": motion,
         "motion_path": str(motion_path),
+        "motion_source": motion_source,
         "sidecar": sidecar,
     }
     lfp = {**key, **nwb["lfp"], **nwb_id}

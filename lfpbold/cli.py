@@ -220,11 +220,13 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None):
+def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None, **layout):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(study_dir, checksums=checksums, replace=replace, dry_run=dry_run, data_root=data_root)
+    report = ingest_study(
+        study_dir, checksums=checksums, replace=replace, dry_run=dry_run, data_root=data_root, **layout
+    )
     if dry_run:
         click.echo(f"dry run of {study_dir} (paths relative to {report.data_root}); nothing inserted or deleted")
     for key, counts in report.replaced:
@@ -266,14 +268,40 @@ _DATA_ROOT_HELP = (
 )
 @click.option("--dry-run", is_flag=True, help="List what would be inserted and every problem; insert nothing.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
+@click.option(
+    "--layout",
+    type=click.Choice(["bids", "rabies", "fmriprep"]),
+    default=None,
+    help="Where preprocessed BOLD comes from (default: detected): raw BIDS, RABIES or fMRIPrep outputs.",
+)
+@click.option(
+    "--derivatives",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The RABIES/fMRIPrep output folder (default: STUDY_DIR/derivatives/rabies or .../fmriprep).",
+)
+@click.option(
+    "--region-aliases",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="TSV (region, alias) adding names for regions (default table + STUDY_DIR/code/region_aliases.tsv).",
+)
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root):
+def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, derivatives, region_aliases):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
     try:
         report = _ingest(
-            ctx, study_dir, checksums=not no_checksums, replace=replace, dry_run=dry_run, data_root=data_root
+            ctx,
+            study_dir,
+            checksums=not no_checksums,
+            replace=replace,
+            dry_run=dry_run,
+            data_root=data_root,
+            layout=layout,
+            derivatives=derivatives,
+            region_aliases=region_aliases,
         )
     except IngestError as err:
         raise click.ClickException(str(err)) from None

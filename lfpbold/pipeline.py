@@ -137,6 +137,9 @@ def ingest_study(
     replace: bool = False,
     dry_run: bool = False,
     data_root: str | Path | None = None,
+    layout: str | None = None,
+    derivatives: str | Path | None = None,
+    region_aliases: str | Path | None = None,
 ) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
@@ -155,6 +158,8 @@ def ingest_study(
     data_root : path, optional
         Paths are stored relative to it (see :mod:`lfpbold.integrity`); default
         ``$LFPBOLD_DATA_ROOT``, else the study folder's parent. The study folder must lie inside it.
+    layout, derivatives, region_aliases
+        Where preprocessed BOLD comes from (see :func:`lfpbold.ingest.read_study`).
     """
     from lfpbold import integrity
     from lfpbold.ingest import IngestError, read_study
@@ -165,7 +170,9 @@ def ingest_study(
         root = integrity.ingest_root(study_dir, data_root)
     except ValueError as err:
         raise IngestError(study_dir, "data root", str(err).split(": ", 1)[1]) from None
-    records = read_study(study_dir, checksums=checksums)
+    records = read_study(
+        study_dir, checksums=checksums, layout=layout, derivatives=derivatives, region_aliases=region_aliases
+    )
     _store_relative(records, root)
     report = IngestReport(errors=list(records.errors), data_root=root, dry_run=dry_run)
     new, changed = [], []  # (identity below: records hold arrays, so == would compare them)

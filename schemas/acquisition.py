@@ -156,6 +156,7 @@ class FMRIRun(dj.Manual):
     slice_timing = null : <blob>       # seconds from volume onset, one per slice
     motion : <blob>                    # (n_volumes, 6): trans x,y,z mm; rot x,y,z rad
     motion_path : varchar(1024)
+    motion_source = null : json        # motion file as written: format, columns, units; the tool's own FD
     sidecar : json                     # the sidecar after BIDS inheritance
     """
 
@@ -177,6 +178,7 @@ class LFPRecording(dj.Manual):
     n_channels : int32
     volume_triggers : <blob>           # s on the series' clock, one per volume
     slice_triggers : <blob>            # s on the series' clock, one per slice acquisition
+    nwb_inspection = null : json       # NWB Inspector findings at ingest: importance, check, location, message
     """
 
     class Channel(dj.Part):
