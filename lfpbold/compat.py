@@ -491,6 +491,8 @@ def private_embedded_files(pgdata: Path, runtime_dir: Path) -> None:
     handles = Path(pgdata) / ".handle_pids.json"
     if handles.exists():
         handles.chmod(private.file_mode())
+
+
 # --- 9. A reconnected connection keeps its first server-side id ---------------------------------
 
 WORKAROUNDS["connection_id_refresh"] = Workaround(
