@@ -286,6 +286,53 @@ def export_maps_cmd(ctx, out_dir, band_set):
     click.echo(f"wrote {len(paths)} maps under {out_dir}")
 
 
+def _kinds_epilog() -> str:
+    from lfpbold.plots import KINDS  # numpy only: matplotlib is imported when a figure is drawn
+
+    return "\b\nKinds:\n" + "\n".join(f"  {k:<16} {v}" for k, v in KINDS.items())
+
+
+@main.command(epilog=_kinds_epilog())
+@click.argument("kind")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The figure file: .png, .svg or .pdf.",
+)
+@click.option("--subject", default=None)
+@click.option("--session", default=None)
+@click.option("--run", type=int, default=None)
+@click.option("--region", default=None)
+@click.option("--band", default=None, help="Default gamma.")
+@click.option("--state", default=None)
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.pass_context
+def plot(ctx, kind, output, **selection):
+    """Draw one of the study's figures from the stored rows into a file (KIND: see below).
+
+    Whatever is not named (scan, region, band, state) is the first one stored.
+    """
+    from lfpbold.plots import FORMATS, KINDS
+    from lfpbold.plots import plot as draw
+
+    if kind not in KINDS:
+        raise click.BadParameter(f"{kind!r}; choose from {', '.join(KINDS)}", param_hint="KIND")
+    if output.suffix.lower().lstrip(".") not in FORMATS:
+        raise click.BadParameter(f"{output.name}: use .png, .svg or .pdf", param_hint="--output")
+    _connect(ctx)
+    try:
+        draw(kind, path=output, **selection)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {output}")
+
+
 @main.command()
 @click.option("--step", default=None, help="Only this step.")
 @click.option(
