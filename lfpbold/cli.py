@@ -103,11 +103,50 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True):
+class _Bar:
+    """A tqdm progress bar (counts, rate, time remaining) on stderr, drawn only for a person watching."""
+
+    def __init__(self, desc: str, enabled: bool):
+        self.desc, self.enabled, self.bar = desc, enabled and sys.stderr.isatty(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="scan", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _verbosity(quiet: bool, verbose: bool) -> int:
+    if quiet and verbose:
+        raise click.BadParameter("--quiet and --verbose exclude each other", param_hint="--quiet")
+    return -1 if quiet else (1 if verbose else 0)
+
+
+_quiet = click.option("-q", "--quiet", is_flag=True, help="Only the summary and errors; no progress bars.")
+_verbose = click.option("-v", "--verbose", is_flag=True, help="Every table and scan, and each error in full.")
+
+
+def _ingest(ctx, study_dir, checksums=True, verbosity=0):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(study_dir, checksums=checksums)
+    bar = _Bar("ingest", enabled=verbosity >= 0)
+    try:
+        report = ingest_study(study_dir, checksums=checksums, progress=bar)
+    finally:
+        bar.close()
+    if verbosity > 0:
+        for key in report.inserted:
+            click.echo(f"  inserted {key}")
+        for key in report.skipped:
+            click.echo(f"  already there {key}")
     click.echo(f"ingest {study_dir}: {len(report.inserted)} scan(s) inserted, {len(report.skipped)} already there")
     for err in report.errors:
         click.echo(f"error: {err}", err=True)
@@ -117,30 +156,41 @@ def _ingest(ctx, study_dir, checksums=True):
 @main.command()
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 of each file (faster on huge files).")
+@_quiet
+@_verbose
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums):
+def ingest(ctx, study_dir, no_checksums, quiet, verbose):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
+    verbosity = _verbosity(quiet, verbose)
     try:
-        report = _ingest(ctx, study_dir, checksums=not no_checksums)
+        report = _ingest(ctx, study_dir, checksums=not no_checksums, verbosity=verbosity)
     except IngestError as err:
         raise click.ClickException(str(err)) from None
     if report.errors:
         sys.exit(1)
 
 
-def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
+def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verbosity=0):
     from lfpbold.pipeline import populate as run
 
     _connect(ctx)
+
+    def echo(line: str) -> None:  # quiet: the failures only; the summary line follows
+        if verbosity >= 0 or line.startswith("  "):
+            click.echo(line)
+
     outcome = run(
         processes=processes,
         reserve_jobs=reserve_jobs,
         orphan_timeout=orphan_timeout,
-        echo=click.echo,
-        display_progress=sys.stderr.isatty(),
-    )  # bars only for a person watching, not in logs
+        echo=echo,
+        display_progress=sys.stderr.isatty() and verbosity >= 0,
+    )  # DataJoint's tqdm bar per table (counts, time remaining), only for a person watching
+    if verbosity > 0:
+        for name, r in outcome.items():
+            click.echo(f"{name}: {r['success_count']} done, {len(r['error_list'])} failed")
     failed = sum(len(r["error_list"]) for r in outcome.values())
     done = sum(r["success_count"] for r in outcome.values())
     click.echo(f"populate: {done} job(s) done, {failed} failed")
@@ -156,10 +206,12 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None):
     default=None,
     help="With --reserve-jobs: requeue jobs reserved longer than this many seconds (killed workers).",
 )
+@_quiet
+@_verbose
 @click.pass_context
-def populate(ctx, processes, reserve_jobs, orphan_timeout):
+def populate(ctx, processes, reserve_jobs, orphan_timeout, quiet, verbose):
     """Fill in every analysis for every ingested scan, upstream first."""
-    if _populate(ctx, processes, reserve_jobs, orphan_timeout):
+    if _populate(ctx, processes, reserve_jobs, orphan_timeout, verbosity=_verbosity(quiet, verbose)):
         sys.exit(1)
 
 
@@ -284,6 +336,24 @@ def export_maps_cmd(ctx, out_dir, band_set):
     _connect(ctx)
     paths = export_maps(out_dir, band_set=band_set)
     click.echo(f"wrote {len(paths)} maps under {out_dir}")
+
+
+@main.command()
+@click.option("--errors/--no-errors", default=True, show_default=True, help="List each error's key and first line.")
+@click.pass_context
+def status(ctx, errors):
+    """Per computed table: keys done, pending, reserved (by a worker) and errored."""
+    from lfpbold.status import status as compute
+
+    _connect(ctx)
+    rows = compute()
+    click.echo(f"{'table':<22} {'done':>7} {'pending':>8} {'reserved':>9} {'errored':>8}")
+    for r in rows:
+        click.echo(f"{r.table:<22} {r.done:>7} {r.pending:>8} {r.reserved:>9} {r.errored:>8}")
+    if errors:
+        for r in rows:
+            for key, line in r.errors:
+                click.echo(f"{r.table} {json.dumps(key, default=str)}: {line}")
 
 
 def _kinds_epilog() -> str:

@@ -109,13 +109,16 @@ class IngestReport:
     errors: list[Exception] = field(default_factory=list)
 
 
-def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestReport:
+def ingest_study(
+    study_dir: str | Path, *, checksums: bool = True, progress: Callable[[int, int], None] | None = None
+) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
     Running it twice inserts nothing the second time. A scan already in the database whose file
     checksum has changed is an error (the database would otherwise describe a different file).
     Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
-    study's analysis for it; :func:`select` adds other combinations.
+    study's analysis for it; :func:`select` adds other combinations. ``progress(done, total)`` is
+    called after each scan is inserted or skipped (the CLI draws a progress bar with it).
     """
     from lfpbold.ingest import IngestError, read_study
     from lfpbold.schemas import acquisition as acq
@@ -134,7 +137,8 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
         acq.Implant.insert(records.implants, skip_duplicates=True)
         acq.Atlas.insert1(records.atlas, skip_duplicates=True)
         acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
-    for scan in records.scans:
+    tick = progress or (lambda done, total: None)
+    for i, scan in enumerate(records.scans, start=1):
         if acq.Scan & scan.key:
             stored = (acq.FMRIRun * acq.LFPRecording & scan.key).fetch1("bold_sha256", "nwb_sha256")
             now = (scan.fmri["bold_sha256"], scan.lfp["nwb_sha256"])
@@ -150,6 +154,7 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
                 )
             else:
                 report.skipped.append(scan.key)
+            tick(i, len(records.scans))
             continue
         with conn.transaction:
             acq.Scan.insert1(scan.scan)
@@ -158,6 +163,7 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
             acq.LFPRecording.Channel.insert(scan.channels)
             params.AnalysisSelection.insert1(dict(scan.key, **DEFAULT_COMBINATION))  # the study's analysis
         report.inserted.append(scan.key)
+        tick(i, len(records.scans))
     return report
 
 
