@@ -356,6 +356,29 @@ def status(ctx, errors):
                 click.echo(f"{r.table} {json.dumps(key, default=str)}: {line}")
 
 
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.pass_context
+def report(ctx, out_dir, **combo):
+    """Write one self-contained HTML report of every cohort (state x region) to OUT_DIR/index.html.
+
+    The results table, every figure, the parameter sets, software versions, and the scans
+    included and excluded with the reasons.
+    """
+    from lfpbold.report import report as write
+
+    _connect(ctx)
+    try:
+        path = write(out_dir, **combo)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
 def _kinds_epilog() -> str:
     from lfpbold.plots import KINDS  # numpy only: matplotlib is imported when a figure is drawn
 
