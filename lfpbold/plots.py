@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot", "KINDS", "FORMATS", "plot_data"]
+__all__ = ["plot", "KINDS", "FORMATS", "plot_data", "diagram_svg"]
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -423,3 +423,29 @@ def plot(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi)
     return fig
+
+
+def diagram_svg() -> str:
+    """DataJoint's diagram of every lfpbold schema as SVG text (needs Graphviz's ``dot``).
+
+    Schema names appear with the default prefix (``lfpbold_``) whatever prefix is active, so the
+    README's copy (``docs/pipeline.svg``) does not depend on the database it was drawn from.
+    """
+    import datajoint as dj
+
+    from lfpbold.db import DEFAULT_PREFIX
+    from lfpbold.pipeline import SCHEMA_MODULES, _modules
+
+    modules = _modules()
+    # the tables by class name (DataJoint looks them up in this context; without it, in the caller's)
+    context = {k: v for m in modules.values() for k, v in vars(m).items() if isinstance(v, type)}
+    diagram = None
+    for name in SCHEMA_MODULES:
+        part = dj.Diagram(modules[name].active_schema, context=context)
+        diagram = part if diagram is None else diagram + part
+    svg = diagram.make_svg()
+    text = svg.data if hasattr(svg, "data") else str(svg)
+    prefix = modules["acquisition"].active_schema.database[: -len("acquisition")]
+    for name in SCHEMA_MODULES:
+        text = text.replace(prefix + name, DEFAULT_PREFIX + name)
+    return text if text.endswith("\n") else text + "\n"
