@@ -63,22 +63,25 @@ def status() -> list[TableStatus]:
     out = []
     for table in computed_tables():
         done = len(table())
-        todo = table().key_source - table().proj()
+        pk = list(table().key_source.primary_key)
+        as_tuple = lambda row, pk=pk: tuple(row[k] for k in pk)  # noqa: E731
+        todo = {as_tuple(k) for k in (table().key_source - table().proj()).keys()}
         jobs = _job_table(table)
-        reserved = errored = 0
-        errors = []
+        held, failed = set(), {}
         if jobs is not None:
-            pk = list(table().key_source.primary_key)
-            held = jobs & "status = 'reserved'"
-            failed = jobs & "status = 'error'"
-            reserved = len(todo & held.proj())
-            errored = len(todo & failed.proj())
-            for row in (failed & todo.proj()).proj("error_message").to_dicts(order_by=pk):
-                errors.append(({k: row[k] for k in pk}, first_line(row["error_message"])))
-            todo = todo - held.proj() - failed.proj()
+            # compared in Python: DataJoint will not join a job table with the key source (no lineage)
+            rows = (jobs & "status in ('reserved', 'error')").proj("status", "error_message").to_dicts(order_by=pk)
+            held = {as_tuple(r) for r in rows if r["status"] == "reserved"} & todo
+            failed = {as_tuple(r): first_line(r["error_message"]) for r in rows if r["status"] == "error"}
+            failed = {k: v for k, v in failed.items() if k in todo}
         out.append(
             TableStatus(
-                table=table.__name__, done=done, pending=len(todo), reserved=reserved, errored=errored, errors=errors
+                table=table.__name__,
+                done=done,
+                pending=len(todo - held - set(failed)),
+                reserved=len(held),
+                errored=len(failed),
+                errors=[(dict(zip(pk, k, strict=True)), line) for k, line in failed.items()],
             )
         )
     return out
