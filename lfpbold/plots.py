@@ -272,10 +272,13 @@ def _noise_ceiling(kw):
     from lfpbold.schemas import cohort, params
 
     combo = _combo(kw)
-    key = _pick((cohort.Cohort & cohort.Cohort.NoiseCeiling) & combo, ("state", "region"), kw, "noise ceiling")
+    key = _pick(cohort.Cohort & combo, ("state", "region"), kw, "cohort")
     band = params.RelationParams.get_params(combo)["noise_ceiling"]["band"]
     curve = (cohort.Cohort.NoiseCeiling & key).to_dicts(order_by="cnr_step")
-    figures = (cohort.Cohort.Band & key & {"band": band}).fetch1("temporal_r", "inferred_true_r", "cnr")
+    figures = (cohort.Cohort.Band & key & {"band": band}).fetch1("temporal_r", "inferred_true_r", "cnr", "missing")
+    if not curve:  # the cohort says why (e.g. the observed r is beyond what the model reaches)
+        why = figures[3].get("inferred_true_r") or "not stored"
+        raise ValueError(f"No noise ceiling for state {key['state']}, region {key['region']}: {why}")
     return dict(
         cnr_values=[c["cnr_value"] for c in curve],
         mean_scan_r=[c["mean_scan_r"] for c in curve],

@@ -58,7 +58,9 @@ def _console_errors(events: list[dict]) -> list[str]:
         if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
             out.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"]))
         elif method == "Runtime.exceptionThrown":
-            out.append("exception: " + str(p["exceptionDetails"].get("text")))
+            details = p["exceptionDetails"]
+            thrown = details.get("exception", {}).get("description", "")
+            out.append(f"exception: {details.get('text')} {thrown}".strip())
         elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
             out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
     return out

@@ -56,9 +56,14 @@ def test_report_opens_with_every_figure_the_table_and_no_console_error(populated
     check = got["check"]
     assert got["errors"] == []
     assert check["broken"] == [] and check["images"] == n_img
-    # every figure kind drawn: 2 across cohorts, 4 per cohort, 6 for one scan
-    assert n_img == 2 + 4 * len(df.groupby(["state", "region"])) + 6
-    assert "not drawn" not in html
+    # every figure kind drawn: 2 across cohorts, 4 per cohort, 6 for one scan; a cohort whose observed r
+    # is beyond the model's reach has no noise ceiling, and the report says why in its place
+    gamma = df[df.band == "gamma"]
+    no_ceiling = gamma[gamma.inferred_true_r.isna()]
+    assert n_img == 2 + 4 * len(gamma) + 6 - len(no_ceiling)
+    assert html.count("not drawn") == len(no_ceiling)
+    for _, row in no_ceiling.iterrows():
+        assert f"No noise ceiling for state {row.state}, region {row.region}: observed r" in html
     assert check["results_rows"] == len(df) == 20
     assert check["scans_rows"] == 8 and check["external"] == 0  # self-contained
     assert {"Results", "Scans", "Parameter sets", "Software", "sedated · ACC", "awake · M1"} <= set(check["headings"])
