@@ -51,6 +51,25 @@ def _mask(path: Path, shape=None, affine=None) -> tuple[np.ndarray, np.ndarray]:
     return data > 0, np.asarray(img.affine, dtype=np.float64)
 
 
+def read_template(atlas_dir: Path, shape, affine) -> np.ndarray | None:
+    """The atlas's anatomical template (``*_T2w.nii[.gz]`` or ``*_T1w.nii[.gz]``, optional), float32.
+
+    Figures draw maps over it; a study without one gets figures over the brain mask. When
+    present it must be a 3-D image on the brain mask's grid.
+    """
+    paths = sorted(atlas_dir.glob("*_T2w.nii*")) + sorted(atlas_dir.glob("*_T1w.nii*"))
+    if not paths:
+        return None
+    img = _load(paths[0])
+    if len(img.shape) != 3:
+        raise IngestError(paths[0], "shape", f"expected a 3-D template image, found shape {list(img.shape)}")
+    if tuple(img.shape) != tuple(shape):
+        raise IngestError(paths[0], "shape", f"{list(img.shape)} but the brain mask is {list(shape)}")
+    if not np.allclose(img.affine, affine, atol=AFFINE_ATOL):
+        raise IngestError(paths[0], "affine", "differs from the brain mask's affine")
+    return np.asarray(img.get_fdata(), dtype=np.float32)
+
+
 def read_atlas(study_dir: Path) -> tuple[dict, list[dict]]:
     """The Atlas row and its ROI rows from ``atlas/``.
 
@@ -100,6 +119,7 @@ def read_atlas(study_dir: Path) -> tuple[dict, list[dict]]:
         **masks,
         "n_brain_voxels": n_brain,
         "atlas_dir": str(atlas_dir),
+        "template": read_template(atlas_dir, shape, affine),
     }
     rois = []
     for path in sorted(atlas_dir.glob("atlas_desc-*_roi.nii*")):

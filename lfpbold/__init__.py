@@ -20,7 +20,18 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if not _os.path.isdir(_os.path.join(__path__[0], "schemas")) and _os.path.isdir(_os.path.join(_root, "schemas")):
     __path__.append(_root)
 
-__all__ = ["connect", "ingest_study", "select", "populate", "check", "results", "__version__"]
+__all__ = [
+    "connect",
+    "ingest_study",
+    "select",
+    "populate",
+    "check",
+    "results",
+    "plot",
+    "report",
+    "status",
+    "__version__",
+]
 
 _LAZY = {
     "connect": "db",
@@ -29,6 +40,9 @@ _LAZY = {
     "populate": "pipeline",
     "results": "query",
     "check": "integrity",
+    "plot": "plots",
+    "report": "report",
+    "status": "status",
 }
 
 

@@ -220,13 +220,58 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None, **layout):
+class _Bar:
+    """A tqdm progress bar (counts, rate, time remaining) on stderr, drawn only for a person watching."""
+
+    def __init__(self, desc: str, enabled: bool):
+        self.desc, self.enabled, self.bar = desc, enabled and sys.stderr.isatty(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="scan", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _verbosity(quiet: bool, verbose: bool) -> int:
+    if quiet and verbose:
+        raise click.BadParameter("--quiet and --verbose exclude each other", param_hint="--quiet")
+    return -1 if quiet else (1 if verbose else 0)
+
+
+_quiet = click.option("-q", "--quiet", is_flag=True, help="Only the summary and errors; no progress bars.")
+_verbose = click.option("-v", "--verbose", is_flag=True, help="Every table and scan, and each error in full.")
+
+
+def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None, verbosity=0, **layout):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(
-        study_dir, checksums=checksums, replace=replace, dry_run=dry_run, data_root=data_root, **layout
-    )
+    bar = _Bar("ingest", enabled=verbosity >= 0)
+    try:
+        report = ingest_study(
+            study_dir,
+            checksums=checksums,
+            replace=replace,
+            dry_run=dry_run,
+            data_root=data_root,
+            progress=bar,
+            **layout,
+        )
+    finally:
+        bar.close()
+    if verbosity > 0:
+        for key in report.inserted:
+            click.echo(f"  inserted {key}")
+        for key in report.skipped:
+            click.echo(f"  already there {key}")
     if dry_run:
         click.echo(f"dry run of {study_dir} (paths relative to {report.data_root}); nothing inserted or deleted")
     for key, counts in report.replaced:
@@ -286,11 +331,16 @@ _DATA_ROOT_HELP = (
     default=None,
     help="TSV (region, alias) adding names for regions (default table + STUDY_DIR/code/region_aliases.tsv).",
 )
+@_quiet
+@_verbose
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, derivatives, region_aliases):
+def ingest(
+    ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, derivatives, region_aliases, quiet, verbose
+):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
+    verbosity = _verbosity(quiet, verbose)
     try:
         report = _ingest(
             ctx,
@@ -302,6 +352,7 @@ def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, de
             layout=layout,
             derivatives=derivatives,
             region_aliases=region_aliases,
+            verbosity=verbosity,
         )
     except IngestError as err:
         raise click.ClickException(str(err)) from None
@@ -309,19 +360,27 @@ def ingest(ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, de
         sys.exit(1)
 
 
-def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify="stat", data_root=None):
+def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify="stat", data_root=None, verbosity=0):
     from lfpbold.pipeline import populate as run
 
     _connect(ctx)
+
+    def echo(line: str) -> None:  # quiet: the failures only; the summary line follows
+        if verbosity >= 0 or line.startswith("  "):
+            click.echo(line)
+
     outcome = run(
         processes=processes,
         reserve_jobs=reserve_jobs,
         orphan_timeout=orphan_timeout,
         verify=verify,
         data_root=data_root,
-        echo=click.echo,
-        display_progress=sys.stderr.isatty(),
-    )  # bars only for a person watching, not in logs
+        echo=echo,
+        display_progress=sys.stderr.isatty() and verbosity >= 0,
+    )  # DataJoint's tqdm bar per table (counts, time remaining), only for a person watching
+    if verbosity > 0:
+        for name, r in outcome.items():
+            click.echo(f"{name}: {r['success_count']} done, {len(r['error_list'])} failed")
     from lfpbold.workers import EXIT_FAILED, EXIT_INCOMPLETE
 
     failed = sum(len(r["error_list"]) for r in outcome.values())
@@ -358,14 +417,24 @@ def _populate(ctx, processes=1, reserve_jobs=False, orphan_timeout=None, verify=
     help="How each file is checked before it is read: size and mtime (SHA-256 when either differs), or SHA-256 always.",
 )
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_ROOT_HELP)
+@_quiet
+@_verbose
 @click.pass_context
-def populate(ctx, processes, reserve_jobs, orphan_timeout, verify, data_root):
+def populate(ctx, processes, reserve_jobs, orphan_timeout, verify, data_root, quiet, verbose):
     """Fill in every analysis for every ingested scan, upstream first.
 
     Exit status: 0 when every key is done, 1 when some key failed, 3 when keys remain neither
     done nor failed (e.g. reserved by other workers still running).
     """
-    code = _populate(ctx, processes, reserve_jobs, orphan_timeout, verify=verify, data_root=data_root)
+    code = _populate(
+        ctx,
+        processes,
+        reserve_jobs,
+        orphan_timeout,
+        verify=verify,
+        data_root=data_root,
+        verbosity=_verbosity(quiet, verbose),
+    )
     if code:
         sys.exit(code)
 
@@ -512,6 +581,94 @@ def export_maps_cmd(ctx, out_dir, band_set):
     _connect(ctx)
     paths = export_maps(out_dir, band_set=band_set)
     click.echo(f"wrote {len(paths)} maps under {out_dir}")
+
+
+@main.command()
+@click.option("--errors/--no-errors", default=True, show_default=True, help="List each error's key and first line.")
+@click.pass_context
+def status(ctx, errors):
+    """Per computed table: keys done, pending, reserved (by a worker) and errored."""
+    from lfpbold.status import status as compute
+
+    _connect(ctx)
+    rows = compute()
+    click.echo(f"{'table':<22} {'done':>7} {'pending':>8} {'reserved':>9} {'errored':>8}")
+    for r in rows:
+        click.echo(f"{r.table:<22} {r.done:>7} {r.pending:>8} {r.reserved:>9} {r.errored:>8}")
+    if errors:
+        for r in rows:
+            for key, line in r.errors:
+                click.echo(f"{r.table} {json.dumps(key, default=str)}: {line}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.pass_context
+def report(ctx, out_dir, **combo):
+    """Write one self-contained HTML report of every cohort (state x region) to OUT_DIR/index.html.
+
+    The results table, every figure, the parameter sets, software versions, and the scans
+    included and excluded with the reasons.
+    """
+    from lfpbold.report import report as write
+
+    _connect(ctx)
+    try:
+        path = write(out_dir, **combo)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
+def _kinds_epilog() -> str:
+    from lfpbold.plots import KINDS  # numpy only: matplotlib is imported when a figure is drawn
+
+    return "\b\nKinds:\n" + "\n".join(f"  {k:<16} {v}" for k, v in KINDS.items())
+
+
+@main.command(epilog=_kinds_epilog())
+@click.argument("kind")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The figure file: .png, .svg or .pdf.",
+)
+@click.option("--subject", default=None)
+@click.option("--session", default=None)
+@click.option("--run", type=int, default=None)
+@click.option("--region", default=None)
+@click.option("--band", default=None, help="Default gamma.")
+@click.option("--state", default=None)
+@click.option("--lfp-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--band-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bold-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--relation-paramset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.pass_context
+def plot(ctx, kind, output, **selection):
+    """Draw one of the study's figures from the stored rows into a file (KIND: see below).
+
+    Whatever is not named (scan, region, band, state) is the first one stored.
+    """
+    from lfpbold.plots import FORMATS, KINDS
+    from lfpbold.plots import plot as draw
+
+    if kind not in KINDS:
+        raise click.BadParameter(f"{kind!r}; choose from {', '.join(KINDS)}", param_hint="KIND")
+    if output.suffix.lower().lstrip(".") not in FORMATS:
+        raise click.BadParameter(f"{output.name}: use .png, .svg or .pdf", param_hint="--output")
+    _connect(ctx)
+    try:
+        draw(kind, path=output, **selection)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {output}")
 
 
 @main.command()

@@ -11,12 +11,15 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-from scipy.signal import decimate
+from scipy.signal import decimate, welch
 
 from lfpbold.ingest import read_lfp
 from lfpbold.plugins import get_plugin
 
-__all__ = ["clean_implant"]
+__all__ = ["clean_implant", "SPECTRUM_MAX_HZ"]
+
+#: Highest frequency of the before/after-cleaning spectra kept for the quality figure (Hz).
+SPECTRUM_MAX_HZ = 500.0
 
 
 def _method(step_params: dict, step: str):
@@ -26,8 +29,18 @@ def _method(step_params: dict, step: str):
     return kwargs.pop("method"), kwargs
 
 
+def _spectrum(signal, sfreq):
+    """Welch power spectral density at 1 Hz resolution up to :data:`SPECTRUM_MAX_HZ`: (freqs, V^2/Hz)."""
+    freqs, psd = welch(signal, fs=sfreq, nperseg=min(signal.size, max(8, int(round(sfreq)))))
+    keep = freqs <= SPECTRUM_MAX_HZ
+    return freqs[keep], psd[keep]
+
+
 def _clean_channel(nwb_path, series_path, channel, sfreq, slice_onsets, clean, clean_kw, q, threads):
-    """Read, clean and decimate one channel: float64 (ceil(n_times / q),). Runs in a worker too."""
+    """Read, clean and decimate one channel: (float64 (ceil(n_times / q),), freqs, raw PSD, clean PSD).
+
+    Runs in a worker too. The spectra before and after cleaning are taken at the full rate, while
+    the raw samples are in memory anyway, for the quality figure."""
     limits = None
     if threads:
         try:  # one BLAS thread per worker, so n_jobs workers share the cores instead of fighting
@@ -39,10 +52,13 @@ def _clean_channel(nwb_path, series_path, channel, sfreq, slice_onsets, clean, c
     try:
         raw = read_lfp(nwb_path, series_path=series_path, channels=[channel])[0]
         cleaned = clean(raw, sfreq, slice_onsets=slice_onsets, **clean_kw)
+        freqs, raw_psd = _spectrum(np.asarray(raw, dtype=np.float64), sfreq)
         del raw
         # float64 as before (read as float32, the cleaning works in float64)
         cleaned = np.asarray(cleaned, dtype=np.float64)
-        return decimate(cleaned, q, ftype="fir", zero_phase=True) if q > 1 else cleaned
+        _, clean_psd = _spectrum(cleaned, sfreq)
+        decimated = decimate(cleaned, q, ftype="fir", zero_phase=True) if q > 1 else cleaned
+        return decimated, freqs, raw_psd, clean_psd
     finally:
         if limits is not None:
             limits.unregister()
@@ -93,6 +109,10 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
         The shift the combine method applied to each channel (samples at ``rate``).
     channel_signals : ndarray of shape (n_channels, n_samples), float32, or None
         Each channel cleaned and decimated, when ``params["keep_channels"]`` is true.
+    spectrum : dict
+        ``freqs`` (Hz, 1 Hz apart up to :data:`SPECTRUM_MAX_HZ`), ``raw`` and ``clean``: the
+        channels' mean Welch power spectral density (V^2/Hz) before and after cleaning, at the
+        full rate (the quality figure of artifact removal).
 
     Raises
     ------
@@ -103,7 +123,7 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
     Examples
     --------
     >>> from lfpbold.schemas.params import LFPParams  # doctest: +SKIP
-    >>> rate, combined, lags, per_channel = clean_implant(
+    >>> rate, combined, lags, per_channel, spectrum = clean_implant(
     ...     "sub-01_ses-sedated01_task-rest_run-1_ecephys.nwb", series_path="acquisition/ElectricalSeries",
     ...     channels=range(16), sfreq=24414.0, slice_onsets=slices, params=LFPParams.default_params(),
     ...     n_jobs=2)  # doctest: +SKIP
@@ -149,17 +169,23 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             stack = _fill(pool.map(_clean_channel, *zip(*args, strict=True), [threads] * len(args)), len(channels))
 
+    stack, spectrum = stack
     combined, lags = combine(stack, rate, **combine_kw)
     combined = np.asarray(combined, dtype=np.float32)
     kept = stack.astype(np.float32) if params.get("keep_channels") else None
-    return rate, combined, np.asarray(lags, dtype=int), kept
+    return rate, combined, np.asarray(lags, dtype=int), kept, spectrum
 
 
-def _fill(results, n_channels: int) -> np.ndarray:
-    """Stack the decimated channels as they arrive, into one float64 (n_channels, n) array."""
-    stack = None
-    for i, signal in enumerate(results):
+def _fill(results, n_channels: int) -> tuple[np.ndarray, dict]:
+    """Stack the decimated channels as they arrive, into one float64 (n_channels, n) array, and
+    average their spectra."""
+    stack = raw = clean = freqs = None
+    for i, (signal, channel_freqs, raw_psd, clean_psd) in enumerate(results):
         if stack is None:
             stack = np.empty((n_channels, signal.size), dtype=np.float64)
+            freqs = channel_freqs
+            raw, clean = np.zeros_like(raw_psd), np.zeros_like(clean_psd)
         stack[i] = signal
-    return stack
+        raw += raw_psd / n_channels
+        clean += clean_psd / n_channels
+    return stack, {"freqs": freqs, "raw": raw, "clean": clean}

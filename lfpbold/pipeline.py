@@ -140,6 +140,7 @@ def ingest_study(
     layout: str | None = None,
     derivatives: str | Path | None = None,
     region_aliases: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
@@ -160,6 +161,9 @@ def ingest_study(
         ``$LFPBOLD_DATA_ROOT``, else the study folder's parent. The study folder must lie inside it.
     layout, derivatives, region_aliases
         Where preprocessed BOLD comes from (see :func:`lfpbold.ingest.read_study`).
+    progress : callable, optional
+        ``progress(done, total)``, called after each scan is inserted or skipped (the CLI draws a
+        progress bar with it).
     """
     from lfpbold import integrity
     from lfpbold.ingest import IngestError, read_study
@@ -212,6 +216,9 @@ def ingest_study(
         acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
         _record_root(root)
     replacing = {id(scan) for scan in changed}
+    tick = progress or (lambda done, total: None)
+    done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
+    tick(done, total)
     for scan in new + changed:
         with conn.transaction:
             selections = [dict(DEFAULT_COMBINATION)]
@@ -230,6 +237,8 @@ def ingest_study(
             )
         if id(scan) not in replacing:
             report.inserted.append(scan.key)
+        done += 1
+        tick(done, total)
     return report
 
 

@@ -114,6 +114,7 @@ class Atlas(dj.Manual):
     ventricle_mask : <blob>            # bool (X, Y, Z)
     n_brain_voxels : int32
     atlas_dir : varchar(1024)
+    template = null : <blob>           # float32 (X, Y, Z) anatomical image figures draw over; null: none
     """
 
     class ROI(dj.Part):

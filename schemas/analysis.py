@@ -65,6 +65,9 @@ class CleanLFP(dj.Computed):
     combined : <blob@lfpbold>          # float32 (n_samples,), volts, on the series' clock from 0 s
     n_channels : int32
     combined_digest : char(32)
+    spectrum_hz = null : <blob>        # frequencies of the two spectra below, 1 Hz apart from 0 (quality figure)
+    raw_psd = null : <blob>            # channels' mean power spectral density before cleaning, V^2/Hz
+    clean_psd = null : <blob>          # the same after cleaning (before decimation)
     """
 
     class Channel(dj.Part):
@@ -103,9 +106,18 @@ class CleanLFP(dj.Computed):
             n_jobs=p.get("n_jobs", 1),
         )
 
-    def make_insert(self, key, rate, combined, lags, kept):
+    def make_insert(self, key, rate, combined, lags, kept, spectrum):
         self.insert1(
-            dict(key, sampling_rate=rate, combined=combined, n_channels=len(lags), combined_digest=digest(combined))
+            dict(
+                key,
+                sampling_rate=rate,
+                combined=combined,
+                n_channels=len(lags),
+                combined_digest=digest(combined),
+                spectrum_hz=spectrum["freqs"],
+                raw_psd=spectrum["raw"],
+                clean_psd=spectrum["clean"],
+            )
         )
         chans = (acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel")
         kept = kept if kept is not None else [None] * len(lags)

@@ -90,3 +90,27 @@ def small_study(tmp_path_factory):
         out, subjects=2, sessions=1, scans=2, regions=("ACC", "M1"), states=("sedated", "awake"), seed=7, size="small"
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def populated_prefix(lfpbold_home, small_study):
+    """The small study ingested and populated once on the embedded server, under its own prefix.
+
+    Read-only: tests that change rows make their own database. Other tests activate other
+    prefixes, so use ``populated_db``, which binds the tables to this prefix again.
+    """
+    from lfpbold.pipeline import drop, ingest_study, populate
+
+    prefix = f"t{uuid.uuid4().hex[:8]}pop_"
+    connect_backend("embedded", lfpbold_home, prefix)
+    assert not ingest_study(small_study).errors
+    outcome = populate(display_progress=False)
+    assert not any(r["error_list"] for r in outcome.values()), outcome
+    yield prefix
+    drop(prefix, connect_backend("embedded", lfpbold_home, prefix).connection)
+
+
+@pytest.fixture
+def populated_db(populated_prefix, lfpbold_home):
+    """The populated small study (``populated_prefix``), its tables bound to it for this test."""
+    return connect_backend("embedded", lfpbold_home, populated_prefix)

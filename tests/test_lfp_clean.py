@@ -5,11 +5,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from scipy.signal import decimate
+from scipy.signal import decimate, welch
 
 from lfpbold.constants import CLASSIC_BANDS as BANDS
 from lfpbold.ingest import read_lfp
-from lfpbold.lfp import clean_implant
+from lfpbold.lfp import SPECTRUM_MAX_HZ, clean_implant
 from lfpbold.plugins.channels import phase_aligned_combine
 from lfpbold.plugins.lfp_cleaning import template_regression
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
@@ -93,7 +93,7 @@ def band_agreement(scans, cleaned):
     artifact, the slice-locked "template" is an average of LFP, and regressing it out of every
     slice segment removes LFP (here about 11% of the combined gamma power), so even a perfect
     cleaner would miss that reference by more than 10%."""
-    rate, combined, _, _ = cleaned
+    rate, combined, *_ = cleaned
     scan = scans[1]
     q = int(scan["sfreq"] // STUDY_PARAMS["output_rate_hz"])
     freqs = _notch_freqs(60.0, 1.0 / np.median(np.diff(scan["slices"])), 300.0)
@@ -131,39 +131,43 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     scan = scans[0]
     q = int(scan["sfreq"] // 1000.0)
     raw = read_lfp(scan["nwb"], series_path=SERIES, channels=scan["channels"]).astype(np.float64)
-    stack = np.stack(
-        [
-            decimate(
-                template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=60.0, notch_max_hz=300.0),
-                q,
-                ftype="fir",
-                zero_phase=True,
-            )
-            for ch in raw
-        ]
-    )
+    full = [
+        template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=60.0, notch_max_hz=300.0)
+        for ch in raw
+    ]
+    stack = np.stack([decimate(ch, q, ftype="fir", zero_phase=True) for ch in full])
     combined, lags = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
-    rate, got_combined, got_lags, per_channel = cleaned
+    rate, got_combined, got_lags, per_channel, spectrum = cleaned
     assert rate == scan["sfreq"] / q
     np.testing.assert_array_equal(got_lags, lags)
     assert got_lags.dtype.kind == "i" and got_lags.shape == (len(scan["channels"]),)
     np.testing.assert_allclose(got_combined, combined.astype(np.float32), rtol=1e-6, atol=1e-12)
     assert per_channel.dtype == np.float32 and per_channel.shape == stack.shape
     np.testing.assert_allclose(per_channel, stack.astype(np.float32), rtol=1e-6, atol=1e-12)
+    # the quality figure's spectra: the channels' mean Welch PSD (1 Hz bins) before and after cleaning
+    n = int(round(scan["sfreq"]))
+    freqs, raw_psd = welch(raw, fs=scan["sfreq"], nperseg=n, axis=-1)
+    _, clean_psd = welch(np.stack(full), fs=scan["sfreq"], nperseg=n, axis=-1)
+    upto = freqs <= SPECTRUM_MAX_HZ
+    np.testing.assert_allclose(spectrum["freqs"], freqs[upto])
+    np.testing.assert_allclose(spectrum["raw"], raw_psd.mean(axis=0)[upto], rtol=1e-6)
+    np.testing.assert_allclose(spectrum["clean"], clean_psd.mean(axis=0)[upto], rtol=1e-6)
 
 
 def test_two_workers_give_the_same_result(scans, cleaned):
-    rate, combined, lags, per_channel = _run(scans[0], n_jobs=2)
+    rate, combined, lags, per_channel, spectrum = _run(scans[0], n_jobs=2)
     assert rate == cleaned[0]
     np.testing.assert_array_equal(lags, cleaned[2])
     np.testing.assert_allclose(combined, cleaned[1], rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(per_channel, cleaned[3], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(spectrum["clean"], cleaned[4]["clean"], rtol=1e-6)
 
 
 def test_keep_channels_false_returns_no_channel_signals(scans):
     params = STUDY_PARAMS | {"keep_channels": False, "lfp_cleaning": {"method": "none"}}
-    rate, combined, lags, per_channel = _run(scans[1], params=params)
+    rate, combined, lags, per_channel, spectrum = _run(scans[1], params=params)
     assert per_channel is None
+    np.testing.assert_allclose(spectrum["clean"], spectrum["raw"], rtol=1e-6)  # nothing cleaned, nothing changed
     assert combined.shape == (
         int(np.ceil(len(read_lfp(scans[1]["nwb"], series_path=SERIES, channels=[0])[0]) / (scans[1]["sfreq"] / rate))),
     )

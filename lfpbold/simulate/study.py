@@ -35,6 +35,7 @@ from lfpbold.simulate.signals import (
     simulate_motion,
 )
 from lfpbold.simulate.sizes import SIZES, Size
+from lfpbold.simulate.template import write_template
 from lfpbold.simulate.writers import format_number, write_atlas, write_json, write_nifti, write_nwb, write_tsv
 
 __all__ = ["simulate_study", "scan_seed_for"]
@@ -214,6 +215,7 @@ def simulate_study(
 
     atlas = build_atlas(sz, regions, seed)
     write_atlas(out / "atlas", atlas)
+    write_template(out / "atlas", atlas)  # the image figures draw maps over
     write_json(
         out / "dataset_description.json",
         {
