@@ -20,9 +20,28 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if not _os.path.isdir(_os.path.join(__path__[0], "schemas")) and _os.path.isdir(_os.path.join(_root, "schemas")):
     __path__.append(_root)
 
-__all__ = ["connect", "ingest_study", "select", "populate", "results", "__version__"]
+__all__ = [
+    "connect",
+    "ingest_study",
+    "select",
+    "populate",
+    "results",
+    "export_maps",
+    "export_results",
+    "export_nwb",
+    "__version__",
+]
 
-_LAZY = {"connect": "db", "ingest_study": "pipeline", "select": "pipeline", "populate": "pipeline", "results": "query"}
+_LAZY = {
+    "connect": "db",
+    "ingest_study": "pipeline",
+    "select": "pipeline",
+    "populate": "pipeline",
+    "results": "query",
+    "export_maps": "export",
+    "export_results": "export",
+    "export_nwb": "nwb_export",
+}
 
 
 def __getattr__(name):

@@ -99,6 +99,7 @@ def computed_tables() -> list:
         relations.LagCorrelation,
         relations.LFPRemoval,
         cohort.Cohort,
+        cohort.CohortMapStats,
     ]
 
 
