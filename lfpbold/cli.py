@@ -276,10 +276,16 @@ def export():
 def _paramset_options(*names):
     """The parameter-set options of an export command (the combination whose rows it writes)."""
 
+    tables = {"lfp": "LFPParams", "band": "BandPowerParams", "bold": "BoldParams", "relation": "RelationParams"}
+
     def decorate(f):
         for name in reversed(names):
             f = click.option(
-                f"--{name}-paramset", type=click.IntRange(min=0), default=0, show_default=True, help=f"{name} set"
+                f"--{name}-paramset",
+                type=click.IntRange(min=0),
+                default=0,
+                show_default=True,
+                help=f"The {tables[name]} set whose rows to write (0: the study's).",
             )(f)
         return f
 
