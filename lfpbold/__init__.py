@@ -30,6 +30,9 @@ __all__ = [
     "plot",
     "report",
     "status",
+    "export_maps",
+    "export_results",
+    "export_nwb",
     "__version__",
 ]
 
@@ -43,6 +46,9 @@ _LAZY = {
     "plot": "plots",
     "report": "report",
     "status": "status",
+    "export_maps": "export",
+    "export_results": "export",
+    "export_nwb": "nwb_export",
 }
 
 

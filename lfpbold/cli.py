@@ -570,17 +570,79 @@ def export():
     """Write results out as files other tools read."""
 
 
+def _paramset_options(*names):
+    """The parameter-set options of an export command (the combination whose rows it writes)."""
+
+    tables = {"lfp": "LFPParams", "band": "BandPowerParams", "bold": "BoldParams", "relation": "RelationParams"}
+
+    def decorate(f):
+        for name in reversed(names):
+            f = click.option(
+                f"--{name}-paramset",
+                type=click.IntRange(min=0),
+                default=0,
+                show_default=True,
+                help=f"The {tables[name]} set whose rows to write (0: the study's).",
+            )(f)
+        return f
+
+    return decorate
+
+
+_BAND_SET = click.option("--band-set", type=click.Choice(["classic", "one_hz"]), default="classic", show_default=True)
+
+
+def _export(ctx, run, out_dir, what, **kwargs):
+    _connect(ctx)
+    try:
+        paths = run(out_dir, **kwargs)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {len(paths)} {what} under {out_dir}")
+
+
 @export.command("maps")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--band-set", type=click.Choice(["classic", "one_hz"]), default="classic", show_default=True)
+@_BAND_SET
+@_paramset_options("lfp", "band", "bold", "relation")
 @click.pass_context
-def export_maps_cmd(ctx, out_dir, band_set):
-    """Every seed map and LFP power map as NIfTI in atlas space (BIDS-derivatives names)."""
+def export_maps_cmd(ctx, out_dir, band_set, **paramsets):
+    """Seed maps, LFP power maps and group statistics as a BIDS derivatives dataset (NIfTI + JSON)."""
     from lfpbold.export import export_maps
 
-    _connect(ctx)
-    paths = export_maps(out_dir, band_set=band_set)
-    click.echo(f"wrote {len(paths)} maps under {out_dir}")
+    _export(ctx, export_maps, out_dir, "maps", band_set=band_set, **paramsets)
+
+
+@export.command("results")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", default="state,region,band", show_default=True, help=f"Grouping, from {', '.join(BY_CHOICES)}.")
+@_BAND_SET
+@_paramset_options("lfp", "band", "bold", "relation")
+@click.pass_context
+def export_results_cmd(ctx, out_dir, by, band_set, **paramsets):
+    """The results table and the per-scan values as TSV, each with a JSON data dictionary."""
+    from lfpbold.export import export_results
+
+    groups = [b.strip() for b in by.split(",") if b.strip()]
+    bad = set(groups) - set(BY_CHOICES)
+    if bad:
+        raise click.BadParameter(f"{sorted(bad)}; choose from {', '.join(BY_CHOICES)}", param_hint="--by")
+    _export(ctx, export_results, out_dir, "tables", by=groups, band_set=band_set, **paramsets)
+
+
+@export.command("nwb")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@_BAND_SET
+@_paramset_options("lfp", "band")
+@click.option("--subject", default=None, help="Only this subject's scans.")
+@click.option("--session", default=None, help="Only this session's scans.")
+@click.pass_context
+def export_nwb_cmd(ctx, out_dir, band_set, subject, session, **paramsets):
+    """Each scan's cleaned LFP and band power as NWB, linking (not copying) the raw ElectricalSeries."""
+    from lfpbold.nwb_export import export_nwb
+
+    where = {k: v for k, v in (("subject", subject), ("session", session)) if v is not None}
+    _export(ctx, export_nwb, out_dir, "NWB files", band_set=band_set, restriction=where or None, **paramsets)
 
 
 @main.command()

@@ -110,6 +110,7 @@ def computed_tables() -> list:
         relations.LagCorrelation,
         relations.LFPRemoval,
         cohort.Cohort,
+        cohort.CohortMapStats,
     ]
 
 

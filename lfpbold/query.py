@@ -15,13 +15,26 @@ import pandas as pd
 from lfpbold.constants import BAND_FIGURES
 from lfpbold.validate import check_restriction
 
-__all__ = ["results", "COLUMNS", "GROUPABLE"]
+__all__ = ["results", "add_fdr", "COLUMNS", "FDR_COLUMNS", "GROUPABLE"]
 
 GROUPABLE = ("subject", "session", "state", "region", "band")
 #: What a ``restriction`` may name: the attributes of a scan and implant.
 RESTRICTABLE = ("subject", "session", "run", "state", "region")
+
+#: FDR-adjusted p values added to the table as a whole: column -> the p values it adjusts.
+FDR_COLUMNS = {"spatial_p_fdr": "spatial_p", "temporal_p_fdr": "temporal_p"}
+
+
+def _with_fdr(figures) -> list[str]:
+    out = []
+    for c in figures:
+        out.append(c)
+        out += [fdr for fdr, p in FDR_COLUMNS.items() if p == c]
+    return out
+
+
 #: Band figures shown before the other temporal metrics' columns, and after them.
-_BEFORE_METRICS = BAND_FIGURES[: BAND_FIGURES.index("shuffled_r")]
+_BEFORE_METRICS = _with_fdr(BAND_FIGURES[: BAND_FIGURES.index("shuffled_r")])
 _AFTER_METRICS = BAND_FIGURES[BAND_FIGURES.index("shuffled_r") :]
 _COUNTS = ["n_scans", "n_subjects", "n_excluded"]
 #: The columns every results table has (besides the grouping, the other temporal metrics, one
@@ -60,6 +73,31 @@ def _rows_from_summary(group: dict, summary) -> list[dict]:
         }
         for b in summary.bands
     ]
+
+
+def add_fdr(df: pd.DataFrame) -> pd.DataFrame:
+    """Add :data:`FDR_COLUMNS`: Benjamini-Hochberg over every row of the table with a p value.
+
+    The family is the table's rows (bands x regions x states, and subjects or sessions when grouped
+    by them); rows without a p value stay NaN and do not count.
+
+    Examples
+    --------
+    >>> df = add_fdr(pd.DataFrame({"spatial_p": [0.01, 0.04, None], "temporal_p": [0.02, 0.5, 0.03]}))
+    >>> df["spatial_p_fdr"].round(3).tolist(), df["temporal_p_fdr"].round(3).tolist()
+    ([0.02, 0.04, nan], [0.045, 0.5, 0.045])
+    """
+    from scipy.stats import false_discovery_control
+
+    df = df.copy()
+    for fdr, p in FDR_COLUMNS.items():
+        values = pd.to_numeric(df[p], errors="coerce") if p in df else pd.Series(dtype=float, index=df.index)
+        out = pd.Series(float("nan"), index=df.index)
+        ok = values.notna()
+        if ok.any():
+            out[ok] = false_discovery_control(values[ok].to_numpy(dtype=float), method="bh")
+        df[fdr] = out
+    return df
 
 
 def _stored(combo: dict, band_set: str) -> pd.DataFrame:
@@ -154,9 +192,9 @@ def results(
     group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]
     columns = [*group_cols, "band", *_columns(relation)]
     if set(group_cols) == {"state", "region"} and restriction is None:
-        return _stored(combo, band_set).reindex(columns=columns)
+        return add_fdr(_stored(combo, band_set)).reindex(columns=columns)
     data = cohort.gather(combo, band_set=band_set, restriction=restriction)
     if data.scans.empty:
         return pd.DataFrame(columns=columns)
     rows = [row for group, summary in cohort.summarize(data, group_cols) for row in _rows_from_summary(group, summary)]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    return add_fdr(pd.DataFrame(rows)).reindex(columns=columns)

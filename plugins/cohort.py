@@ -248,10 +248,16 @@ def summarize_cohort(
             "scanwise_spatial_r": spatial["mean"],
             "spatial_t": spatial["t"],
             "spatial_p": spatial["p"],
+            "spatial_d": spatial["d"],
+            "spatial_ci_low": spatial["ci_low"],
+            "spatial_ci_high": spatial["ci_high"],
             "temporal_r": temporal["mean"],
             "temporal_r_fisher": fisher,
             "temporal_t": temporal["t"],
             "temporal_p": temporal["p"],
+            "temporal_d": temporal["d"],
+            "temporal_ci_low": temporal["ci_low"],
+            "temporal_ci_high": temporal["ci_high"],
             "spatial_vs_temporal_t": paired["t"],
             "spatial_vs_temporal_p": paired["p"],
             "group_power_map": group_power,
@@ -259,10 +265,11 @@ def summarize_cohort(
         }
         if not np.isfinite(group_r):
             missing["spatial_r"] = missing["spatial_r2"] = "group maps constant or < 3 voxels finite in both"
-        if spatial["n"] < 2:
-            missing["spatial_t"] = missing["spatial_p"] = _TOO_FEW
-        if temporal["n"] < 2:
-            missing["temporal_t"] = missing["temporal_p"] = _TOO_FEW
+        for name, test in (("spatial", spatial), ("temporal", temporal)):
+            if test["n"] < 2:
+                missing.update(dict.fromkeys((f"{name}_{f}" for f in ("t", "p", "d", "ci_low", "ci_high")), _TOO_FEW))
+            elif not np.isfinite(test["d"]):
+                missing[f"{name}_d"] = "no spread across scans (every scan has the same value)"
         if paired["n"] < 2:
             missing["spatial_vs_temporal_t"] = missing["spatial_vs_temporal_p"] = "fewer than 2 scans with both values"
         if primary is None:

@@ -86,9 +86,11 @@ def one_sample_ttest(values, popmean: float = 0.0) -> dict:
     Returns
     -------
     result : dict
-        ``mean``, ``sem`` (standard error, ddof=1), ``t``, ``p`` and ``n`` (values used).
-        With fewer than two values ``t``, ``p`` and ``sem`` are NaN; no exception is raised, so
-        a group with a single surviving scan still gets a row.
+        ``mean``, ``sem`` (standard error, ddof=1), ``t``, ``p``, ``n`` (values used),
+        ``d`` (Cohen's d: ``(mean - popmean) / sd``, ddof=1) and ``ci_low``, ``ci_high`` (the
+        t-based 95% confidence interval of the mean). With fewer than two values all but ``mean``
+        and ``n`` are NaN; no exception is raised, so a group with a single surviving scan still
+        gets a row.
 
     References
     ----------
@@ -97,22 +99,30 @@ def one_sample_ttest(values, popmean: float = 0.0) -> dict:
     Examples
     --------
     >>> res = one_sample_ttest([0.3, 0.4, 0.35, np.nan])
-    >>> res["n"], round(res["mean"], 3)
-    (3, 0.35)
+    >>> res["n"], round(res["mean"], 3), round(res["d"], 2)
+    (3, 0.35, 7.0)
+    >>> res["ci_low"] < res["mean"] < res["ci_high"]
+    True
     """
     values = _as_1d(values, "values")
     values = values[np.isfinite(values)]
     n = int(values.size)
     mean = float(values.mean()) if n else np.nan
     if n < 2:
-        return {"mean": mean, "sem": np.nan, "t": np.nan, "p": np.nan, "n": n}
+        nan = np.nan
+        return {"mean": mean, "sem": nan, "t": nan, "p": nan, "n": n, "d": nan, "ci_low": nan, "ci_high": nan}
     res = _stats.ttest_1samp(values, popmean)
+    ci = res.confidence_interval(0.95)
+    sd = float(values.std(ddof=1))
     return {
         "mean": mean,
         "sem": float(_stats.sem(values)),
         "t": float(res.statistic),
         "p": float(res.pvalue),
         "n": n,
+        "d": (mean - popmean) / sd if sd > 0 else np.nan,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
     }
 
 

@@ -219,10 +219,16 @@ class Cohort(dj.Computed):
         scanwise_spatial_r = null : float64
         spatial_t = null : float64
         spatial_p = null : float64
+        spatial_d = null : float64     # Cohen d of the scan-wise spatial r
+        spatial_ci_low = null : float64   # lower end of the 0.95 confidence interval of the mean
+        spatial_ci_high = null : float64
         temporal_r = null : float64    # mean of per-scan values of the primary temporal metric
         temporal_r_fisher = null : float64
         temporal_t = null : float64
         temporal_p = null : float64
+        temporal_d = null : float64    # Cohen d of the per-scan temporal r
+        temporal_ci_low = null : float64  # lower end of the 0.95 confidence interval of the mean
+        temporal_ci_high = null : float64
         spatial_vs_temporal_t = null : float64
         spatial_vs_temporal_p = null : float64
         shuffled_r = null : float64
@@ -344,3 +350,109 @@ class Cohort(dj.Computed):
             if (self & key).fetch1("scan_set_hash") != scan_set_hash(scans):
                 out.append(key)
         return out
+
+
+#: The per-voxel arrays of a CohortMapStats row, as :func:`lfpbold.plugins.group_maps.one_sample_map_test` names them.
+_MAP_ARRAYS = ("mean", "t", "p", "p_fdr", "p_fwe", "cluster_p_fwe")
+_MAP_COUNTS = ("n_p", "n_fdr", "n_fwe", "n_cluster_fwe")
+_MAP_STATS_DEFINITION = """
+        mean_r : <blob>                # float32 per brain voxel: tanh of the mean Fisher z (the mean value if not r)
+        t : <blob>                     # float32 one-sample t across scans (of Fisher z for correlation maps)
+        p : <blob>                     # float32 two-sided p, uncorrected
+        p_fdr : <blob>                 # float32 Benjamini-Hochberg adjusted p over the brain voxels
+        p_fwe = null : <blob>          # float32 max-t sign-flipping permutation FWE p (null: no permutations)
+        cluster_p_fwe = null : <blob>  # float32 cluster-size FWE p of the cluster holding the voxel, 1 outside
+        fisher : bool                  # tested as Fisher z
+        n_p : int32                    # voxels with p < alpha
+        n_fdr : int32                  # voxels with p_fdr < alpha
+        n_fwe : int32                  # voxels with p_fwe < alpha
+        n_cluster_fwe : int32          # voxels in clusters with cluster_p_fwe < alpha
+"""
+
+#: RelationParams ``group_maps`` for parameter sets made before it existed.
+GROUP_MAPS_DEFAULTS = {"n_permutations": 1000, "cluster_forming_p": 0.001, "alpha": 0.05, "band_sets": ["classic"]}
+
+
+def group_maps_params(combo: dict) -> dict:
+    """The combination's ``group_maps`` settings (RelationParams), defaults filled in."""
+    return {**GROUP_MAPS_DEFAULTS, **params.RelationParams.get_params(combo).get("group_maps", {})}
+
+
+@schema
+class CohortMapStats(dj.Computed):
+    definition = """
+    # voxel-wise one-sample tests across the scans of one cohort, of their seed maps and each band's LFP power maps
+    -> Cohort
+    ---
+    n_scans : int32
+    n_permutations : int32             # sign flips for the FWE p values
+    cluster_forming_p : float64        # two-sided uncorrected p that forms clusters
+    t_threshold : float64              # the t it corresponds to at n_scans - 1 degrees of freedom
+    alpha : float64                    # level of the n_* counts
+    """
+
+    class Seed(dj.Part):
+        definition = (
+            """
+        # the seed maps of the cohort tested against 0 at every brain voxel
+        -> master
+        ---"""
+            + _MAP_STATS_DEFINITION
+        )
+
+    class Band(dj.Part):
+        definition = (
+            """
+        # the LFP power maps of one band (primary map method) tested against 0 at every brain voxel
+        -> master
+        -> params.FrequencyBand
+        ---"""
+            + _MAP_STATS_DEFINITION
+        )
+
+    @property
+    def key_source(self):
+        return (Cohort.proj("n_scans") & "n_scans >= 2").proj()
+
+    def make(self, key):
+        from lfpbold.plugins.group_maps import one_sample_map_test
+
+        combo = combination(key)
+        settings = group_maps_params(combo)
+        where = {"state": key["state"], "region": key["region"]}
+        test_kwargs = {
+            "n_permutations": int(settings["n_permutations"]),
+            "cluster_forming_p": float(settings["cluster_forming_p"]),
+            "alpha": float(settings["alpha"]),
+        }
+        gathered = [gather(combo, band_set=band_set, restriction=where) for band_set in settings["band_sets"]]
+        scans = gathered[0].scans  # the cohort's scans: the same whichever band set is gathered
+        atlases = set((acquisition.Scan & scans[SCAN_KEY].to_dict("records")).to_arrays("atlas"))
+        if len(atlases) != 1:
+            raise ValueError(f"Cohort {where} spans several atlases {sorted(atlases)}; maps cannot be compared")
+        mask, affine = (acquisition.Atlas & {"atlas": atlases.pop()}).fetch1("brain_mask", "affine")
+        keys = _keys(scans)
+        test = lambda maps: one_sample_map_test(np.stack(maps), mask, affine, **test_kwargs)  # noqa: E731
+        seed = test([gathered[0].seed_maps[k] for k in keys])
+        bands = [(b, test([data.power_maps[k + (b,)] for k in keys])) for data in gathered for b in data.bands]
+        self.insert1(
+            dict(
+                key,
+                n_scans=len(scans),
+                n_permutations=test_kwargs["n_permutations"],
+                cluster_forming_p=test_kwargs["cluster_forming_p"],
+                t_threshold=float(seed["t_threshold"]),
+                alpha=test_kwargs["alpha"],
+            )
+        )
+        self.Seed.insert1(dict(key, **_map_row(seed)))
+        self.Band.insert(dict(key, band=band, **_map_row(out)) for band, out in bands)
+
+
+def _map_row(out: dict) -> dict:
+    """A one_sample_map_test result as the attributes of a CohortMapStats part row."""
+    row = {("mean_r" if a == "mean" else a): out[a] for a in _MAP_ARRAYS}
+    for a in ("p_fwe", "cluster_p_fwe"):
+        if not np.isfinite(row[a]).any():
+            row[a] = None
+    return {**row, "fisher": bool(out["fisher"]), **{c: int(out[c]) for c in _MAP_COUNTS}}

@@ -306,6 +306,15 @@ class RelationParams(_ParamSet, dj.Lookup):
                 spaced(spec)
             except (TypeError, ValueError) as err:
                 raise ValueError(f"RelationParams: {where}: {err}") from None
+        group_maps = params.get("group_maps", {})
+        _band_sets_of(group_maps, "band_sets", "group_maps.band_sets")
+        n_perm = group_maps.get("n_permutations", 0)
+        if not isinstance(n_perm, int) or n_perm < 0:
+            raise ValueError(f"RelationParams: group_maps.n_permutations must be an integer >= 0; got {n_perm!r}")
+        for name in ("cluster_forming_p", "alpha"):
+            value = group_maps.get(name, 0.05)
+            if not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ValueError(f"RelationParams: group_maps.{name} must lie in (0, 1); got {value!r}")
         cnr = params["noise_ceiling"].get("cnr", "estimate")
         if cnr != "estimate" and not (isinstance(cnr, (int, float)) and cnr > 0):
             raise ValueError(f"noise_ceiling cnr must be 'estimate' or a positive number; got {cnr!r}")
@@ -335,6 +344,8 @@ class RelationParams(_ParamSet, dj.Lookup):
                 "method_params": {"censor": {"percentile": 85.0}},
             },
             "noise_ceiling": {"cnr": "estimate", "band": "gamma", "cnr_grid": [0.1, 5.0, 0.1]},
+            # voxel-wise group tests of the cohort maps (CohortMapStats)
+            "group_maps": {"n_permutations": 1000, "cluster_forming_p": 0.001, "alpha": 0.05, "band_sets": ["classic"]},
         }
 
     contents = [
@@ -343,7 +354,7 @@ class RelationParams(_ParamSet, dj.Lookup):
             default_params.__func__(),
             "study: Pearson/Spearman/MI maps and metrics, HRF sweep "
             "2-8 s / 2-12 s, lags +-20 s, OLS/soft/censor removal, "
-            "CNR estimated from gamma maps",
+            "CNR estimated from gamma maps; voxel-wise group tests with 1000 sign flips",
             "relation_paramset",
         )
     ]

@@ -107,11 +107,11 @@ def test_ingest_populate_query_on_every_backend(db, small_study, tmp_path):
         assert live.removal_soft_r == pytest.approx(summary.removal["soft"], abs=1e-6)
 
     written = export_maps(tmp_path / "maps")
-    seeds = [p for p in written if p.name.endswith("desc-seedmap_statmap.nii.gz")]
+    seeds = [p for p in written if p.parent.name == "func" and p.name.endswith("seed_statmap.nii.gz")]
     assert len(seeds) == usable * 2
     row = relations.SeedMap.to_dicts(limit=1)[0]
     stem = f"sub-{row['subject']}_ses-{row['session']}_task-rest_run-{row['run']}_space-"
-    path = next(p for p in seeds if p.name.startswith(stem) and f"seed-{row['region']}_" in p.name)
+    path = next(p for p in seeds if p.name.startswith(stem) and f"_desc-{row['region']}seed_" in p.name)
     img = nib.load(path)
     from lfpbold.schemas import acquisition
 
@@ -351,7 +351,7 @@ def test_cli_end_to_end(embedded_db, small_study, tmp_path):
     assert "postgresql (embedded)" in r.output and f"{prefix}analysis" in r.output
     r = run(main, ["--prefix", prefix, "export", "maps", str(tmp_path / "maps")])
     assert r.exit_code == 0, r.output
-    assert list((tmp_path / "maps").rglob("*_desc-lfppowermap_statmap.nii.gz"))
+    assert list((tmp_path / "maps").rglob("*_stat-r_desc-*gammapower_statmap.nii.gz"))
 
 
 def test_every_computed_table_has_a_short_definition_comment(embedded_db):
