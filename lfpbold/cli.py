@@ -69,6 +69,27 @@ def db(ctx, stop):
             click.echo(f"  {name:<32} {len(table()):>8}")
 
 
+def _per_state_value(param, value):
+    """``0.59`` -> 0.59; ``sedated=0.59,awake=0.4`` -> {"sedated": 0.59, "awake": 0.4}.
+
+    A stand-in until the CLI's own per-state option type lands (the lead reconciles them).
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        if "=" not in value:
+            return float(value)
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        out = {k.strip(): float(v) for k, v in pairs}
+        if len(out) != len(pairs):
+            raise ValueError("a state is named twice")
+        return out
+    except ValueError as err:
+        raise click.BadParameter(
+            f"expected a number or state=number pairs like sedated=0.59,awake=0.4; got {value!r} ({err})", param=param
+        ) from None
+
+
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--subjects", default=3, show_default=True)
@@ -76,8 +97,20 @@ def db(ctx, stop):
 @click.option("--scans", default=2, show_default=True, help="Runs per session.")
 @click.option("--regions", default="ACC,M1", show_default=True)
 @click.option("--states", default="sedated", show_default=True)
-@click.option("--true-temporal-r", default=0.59, show_default=True, type=float)
-@click.option("--cnr", default=1.3, show_default=True, type=float)
+@click.option(
+    "--true-temporal-r",
+    default="0.59",
+    show_default=True,
+    callback=lambda ctx, param, value: _per_state_value(param, value),
+    help="One number, or one per state: sedated=0.59,awake=0.4.",
+)
+@click.option(
+    "--cnr",
+    default="1.3",
+    show_default=True,
+    callback=lambda ctx, param, value: _per_state_value(param, value),
+    help="One number, or one per state: sedated=1.3,awake=1.0.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--size", type=click.Choice(["small", "paper"]), default="small", show_default=True)
 @click.option("--artifact/--no-artifact", default=None, help="MR gradient artifacts (default: on for paper size).")
