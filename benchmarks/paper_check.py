@@ -74,11 +74,13 @@ def main(argv=None) -> int:
 
     df = lfpbold.results()
     gamma = df.query("band == 'gamma'").set_index("region")
-    expected = truth["expected_observed_temporal_r"]
+    expected = truth["expected_observed_temporal_r"]["sedated"]  # keyed by state; this check simulates sedated
     n_scans = int(gamma["n_scans"].iloc[0])
     checks = []
     for region, row in gamma.iterrows():
-        known = infer_true_r(row["temporal_r"], cnr=truth["cnr"], n_trials=n_scans, n_timepoints=1200)["true_r"]
+        known = infer_true_r(row["temporal_r"], cnr=truth["cnr"]["sedated"], n_trials=n_scans, n_timepoints=1200)[
+            "true_r"
+        ]
         checks += [
             (f"{region} group-mean gamma spatial r", row["spatial_r"], ">= 0.90", row["spatial_r"] >= 0.9),
             (

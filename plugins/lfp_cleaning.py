@@ -10,7 +10,7 @@ import numpy as np
 from ._validation import check_channel, check_seconds, check_sfreq
 from .spectral import notch_filter
 
-__all__ = ["no_cleaning", "template_regression"]
+__all__ = ["no_cleaning", "template_regression", "fractional_template_regression"]
 
 # Slice segments handled per vectorised batch: bounds memory at about 10 MB whatever the scan length.
 _SEGMENT_BLOCK = 1024
@@ -336,3 +336,215 @@ def template_regression(
                 x[a + lo : a + hi] -= fitted[i, lo:hi]
 
     return notched(x)
+
+
+def _fractional_shift(spectra: np.ndarray, delays: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    """Delay each row's signal by ``delays`` samples (fractional), in the frequency domain."""
+    return spectra * np.exp(-1j * omega[None, :] * delays[:, None])
+
+
+def fractional_template_regression(
+    lfp,
+    sfreq: float,
+    *,
+    slice_onsets,
+    obs_components: int = 4,
+    obs_segments: int = 4000,
+    iterations: int = 3,
+    line_freq: float | None = 60.0,
+    notch_max_hz: float = 300.0,
+    notch_slice_rate: bool = True,
+    min_reliability: float | None = 0.5,
+):
+    """Slice template regression at each slice's own fractional delay, with an optimal basis set.
+
+    For recordings whose amplifier and scanner clocks are not locked: the slice period is not a
+    whole number of samples and drifts, so every slice's artifact sits at its own fraction of a
+    sample behind its trigger (the TTL is registered at the next sample). Resolving that into a
+    few sub-sample phases leaves a residual proportional to the phase error on the artifact's
+    steepest edges; here each slice's delay is estimated on a continuous scale and the template is
+    shifted exactly, in the frequency domain (the anti-alias filtered artifact is band-limited).
+
+    1. One segment per trigger, as long as the shortest inter-slice interval (whole samples).
+    2. Template: the mean of the segments, each first advanced by its delay (zero-padded FFT,
+       so shifting does not wrap); every segment's delay starts at 0.
+    3. Delays: each segment is fitted by its delayed template, the template's derivative and a
+       cubic trend (the LFP's slow course, kept); ``delta = -b / a`` (derivative over template
+       coefficient) refines the delay to first order; the template is rebuilt. ``iterations``
+       rounds; delays are centred on their mean, so the template stays on the triggers. The
+       delays follow clock drift slice by slice: nothing assumes a constant period.
+    4. Optimal basis set (Niazy et al. 2005): the residuals after step 3, brought to the
+       template's frame, of up to ``obs_segments`` evenly spread segments, give by PCA the
+       ``obs_components`` shapes in which slices differ from the template (slice position in the
+       volume, head motion, drift). Each segment is then regressed on its delayed template,
+       derivative, delayed basis and trend, and all but the trend subtracted, up to the next
+       trigger.
+    5. The reliability check and notch filters of :func:`template_regression`.
+
+    Memory: one float64 copy of the channel (the output) plus batches of 1,024 segments and
+    their spectra; time: about twice :func:`template_regression`.
+
+    Parameters
+    ----------
+    lfp : array-like of shape (n_times,)
+    sfreq : float
+    slice_onsets : array-like of shape (n_slices,)
+        Slice trigger times in seconds on the LFP's clock, increasing.
+    obs_components : int, default 4
+        Principal components of the residuals removed per segment (Niazy et al. 2005 use 4);
+        0 turns the optimal basis set off.
+    obs_segments : int, default 4000
+        Segments the components are estimated from (evenly spread over the scan).
+    iterations : int, default 3
+        Rounds of delay refinement.
+    line_freq, notch_max_hz, notch_slice_rate, min_reliability
+        As in :func:`template_regression`.
+
+    Returns
+    -------
+    cleaned : ndarray of shape (n_times,), float64
+
+    References
+    ----------
+    Allen, Josephs & Turner (2000) NeuroImage 12:230-239; Niazy et al. (2005) NeuroImage
+    28:720-737; Tu & Zhang (2022) eLife 11:e81555.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sfreq = 2000.0
+    >>> lfp = 1e-5 * rng.standard_normal(int(60 * sfreq))
+    >>> pos = 4000.0 + np.arange(500) * 200.3                      # 200.3 samples per slice
+    >>> t = np.arange(190)
+    >>> raw = lfp.copy()
+    >>> for p in pos:
+    ...     s = int(np.ceil(p))
+    ...     raw[s : s + 190] += 1e-3 * np.sin(2 * np.pi * 0.05 * (t + s - p)) * np.hanning(190)
+    >>> onsets = np.ceil(pos) / sfreq
+    >>> cleaned = fractional_template_regression(raw, sfreq, slice_onsets=onsets, line_freq=None,
+    ...                                          notch_slice_rate=False)
+    >>> bool(np.std(cleaned - lfp) < 0.01 * np.std(raw - lfp))
+    True
+    """
+    lfp = check_channel(lfp)
+    sfreq = check_sfreq(sfreq)
+    n = lfp.size
+    onsets = np.asarray(slice_onsets, dtype=float)
+    if onsets.ndim != 1 or onsets.size < 2:
+        raise ValueError(f"slice_onsets must be a 1-D array of at least two trigger times; got shape {onsets.shape}")
+    if not np.all(np.isfinite(onsets)) or np.any(np.diff(onsets) <= 0):
+        raise ValueError("slice_onsets must be finite and strictly increasing (seconds on the LFP's clock)")
+    if onsets[0] < 0 or onsets[-1] * sfreq >= n:
+        raise ValueError(
+            f"slice_onsets span {onsets[0]:.3f}-{onsets[-1]:.3f} s but the recording covers 0-{n / sfreq:.3f} s"
+        )
+    if not isinstance(obs_components, (int, np.integer)) or obs_components < 0:
+        raise ValueError(f"obs_components must be a non-negative integer; got {obs_components!r}")
+    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer; got {iterations!r}")
+    starts = np.round(onsets * sfreq).astype(np.int64)
+    intervals = np.diff(starts)
+    # Segments end before the next trigger (gaps between volumes are left to the notches).
+    length = int(np.percentile(intervals, 1))
+    if length < 8:
+        raise ValueError(f"The slice interval spans fewer than 8 samples at {sfreq:g} Hz")
+    interval = float(np.median(np.diff(onsets)))
+    x = np.array(lfp, dtype=np.float64)
+    freqs = _slice_rate_notches(line_freq, notch_max_hz, 1.0 / interval if notch_slice_rate else None, sfreq)
+
+    def notched(y):
+        return notch_filter(y, sfreq, freqs=freqs, out=y) if freqs.size else y
+
+    last_ok = starts + length <= n
+    starts = starts[last_ok]
+    n_seg = starts.size
+    view = np.lib.stride_tricks.sliding_window_view(x, length)
+
+    if min_reliability is not None:
+        even = view[starts[0::2]].mean(axis=0)
+        odd = view[starts[1::2]].mean(axis=0)
+        a, b = np.diff(even), np.diff(odd)
+        reliability = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
+        if reliability < min_reliability:
+            return notched(x)
+
+    nfft = scipy_fft_len(2 * length)
+    omega = 2 * np.pi * np.fft.rfftfreq(nfft)
+    trend = np.polynomial.legendre.legvander(np.linspace(-1, 1, length), _TREND_DEGREE)
+    delays = np.zeros(n_seg)
+    blocks = [slice(i, min(i + _SEGMENT_BLOCK, n_seg)) for i in range(0, n_seg, _SEGMENT_BLOCK)]
+
+    def template_spectrum() -> np.ndarray:
+        total = np.zeros(omega.size, dtype=complex)
+        for sl in blocks:
+            spec = np.fft.rfft(view[starts[sl]], n=nfft, axis=1)
+            total += _fractional_shift(spec, -delays[sl], omega).sum(axis=0)
+        return total / n_seg
+
+    def delayed(spec: np.ndarray, d: np.ndarray) -> np.ndarray:
+        # (len(d), length): spec (template frame) delayed by each d, cut to the segment.
+        return np.fft.irfft(_fractional_shift(np.broadcast_to(spec, (d.size, spec.size)), d, omega), n=nfft)[:, :length]
+
+    def fit(seg, columns):
+        # Least squares of each segment on its own columns (batch, length, k); coefficients (batch, k).
+        design = np.concatenate([columns, np.broadcast_to(trend, (seg.shape[0], *trend.shape))], axis=2)
+        coef = np.linalg.lstsq if False else None  # noqa: F841 (batched normal equations below)
+        gram = np.einsum("bti,btj->bij", design, design)
+        rhs = np.einsum("bti,bt->bi", design, seg)
+        return np.linalg.solve(
+            gram + 1e-12 * np.eye(gram.shape[1]) * np.trace(gram, axis1=1, axis2=2)[:, None, None], rhs[..., None]
+        )[..., 0], design
+
+    for _ in range(iterations):
+        spec = template_spectrum()
+        dspec = spec * (1j * omega)  # derivative in samples^-1
+        for sl in blocks:
+            seg = view[starts[sl]]
+            cols = np.stack([delayed(spec, delays[sl]), delayed(dspec, delays[sl])], axis=2)
+            coef, _ = fit(seg, cols)
+            a, b = coef[:, 0], coef[:, 1]
+            # a T(t - d - e) ~ a T(t - d) - a e T'(t - d): the derivative's coefficient is -a e.
+            step = np.where(a != 0, -b / np.where(a == 0, 1, a), 0.0)
+            delays[sl] += np.clip(step, -0.5, 0.5)
+        delays -= delays.mean()
+    spec = template_spectrum()
+    dspec = spec * (1j * omega)
+
+    basis_spec = np.zeros((0, omega.size), dtype=complex)
+    if obs_components:
+        pick = np.unique(np.linspace(0, n_seg - 1, min(obs_segments, n_seg)).round().astype(np.int64))
+        resid = np.empty((pick.size, nfft))
+        for lo in range(0, pick.size, _SEGMENT_BLOCK):
+            idx = pick[lo : lo + _SEGMENT_BLOCK]
+            seg = view[starts[idx]]
+            cols = np.stack([delayed(spec, delays[idx]), delayed(dspec, delays[idx])], axis=2)
+            coef, design = fit(seg, cols)
+            r = seg - np.einsum("btk,bk->bt", design, coef)
+            # Back to the template's frame.
+            rs = np.fft.rfft(r, n=nfft, axis=1)
+            resid[lo : lo + idx.size] = np.fft.irfft(_fractional_shift(rs, -delays[idx], omega), n=nfft)
+        resid -= resid.mean(axis=0)
+        k = min(obs_components, pick.size - 1)
+        _, _, vt = np.linalg.svd(resid[:, :length], full_matrices=False)
+        basis = np.zeros((k, nfft))
+        basis[:, :length] = vt[:k]
+        basis_spec = np.fft.rfft(basis, axis=1)
+
+    valid = np.minimum(np.append(np.diff(starts), length), length)
+    for sl in blocks:
+        seg = view[starts[sl]].copy()
+        d = delays[sl]
+        cols = [delayed(spec, d), delayed(dspec, d)] + [delayed(bs, d) for bs in basis_spec]
+        cols = np.stack(cols, axis=2)
+        coef, design = fit(seg, cols)
+        n_art = cols.shape[2]
+        fitted = np.einsum("btk,bk->bt", design[:, :, :n_art], coef[:, :n_art])
+        for i, (a, v) in enumerate(zip(starts[sl].tolist(), valid[sl].tolist(), strict=True)):
+            x[a : a + v] -= fitted[i, :v]
+    return notched(x)
+
+
+def scipy_fft_len(n: int) -> int:
+    import scipy.fft
+
+    return scipy.fft.next_fast_len(n, real=True)

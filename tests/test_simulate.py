@@ -187,9 +187,16 @@ def test_nwb_contents(study):
         vols = nwb.events["scanner_volumes"]["timestamp"][:]
         slices = nwb.events["scanner_slices"]["timestamp"][:]
         assert len(vols) == SMALL.n_volumes and len(slices) == SMALL.n_volumes * SMALL.n_slices
-        assert np.allclose(vols, SMALL.lead_s + np.arange(SMALL.n_volumes) * SMALL.t_r)
-        assert np.allclose(slices[:: SMALL.n_slices], vols)
-        assert np.allclose(np.diff(slices[: SMALL.n_slices]), SMALL.t_r / SMALL.n_slices)
+        # Scanner and amplifier clocks are not locked: 50 ppm apart (plus a slow 2 ppm drift), and
+        # the TTL is registered at the first sample at or after each slice's onset.
+        nominal = SMALL.lead_s + np.arange(SMALL.n_volumes) * SMALL.t_r
+        assert np.all(
+            np.abs(vols - nominal - (nominal - SMALL.lead_s) * 50e-6) <= 2e-6 * SMALL.n_volumes + 1 / SMALL.fs
+        )
+        assert np.array_equal(slices[:: SMALL.n_slices], vols)
+        assert np.allclose(np.diff(slices[: SMALL.n_slices]), SMALL.t_r / SMALL.n_slices, atol=1.01 / SMALL.fs)
+        periods = np.diff(slices) * SMALL.fs
+        assert set(np.unique(np.round(periods))) == {200.0, 201.0}  # not a whole number of samples
         assert np.allclose(slices * SMALL.fs, np.round(slices * SMALL.fs))  # on LFP samples
         assert "TTL" in nwb.events["scanner_slices"].description
     finally:
@@ -210,7 +217,7 @@ def test_gradient_artifact_locked_to_slices(study):
     during = data[int((SMALL.lead_s + 10) * fs) : int((SMALL.lead_s + 250) * fs)]
     after = data[int((SMALL.lead_s + SMALL.n_volumes + 0.5) * fs) :]
     ratio = np.sqrt((during**2).mean(0)) / np.sqrt((before**2).mean(0))
-    assert ratio.min() >= 100
+    assert ratio.mean() >= 100 and ratio.min() >= 20  # amplitude varies along the shank
     assert np.sqrt((after**2).mean(0)).max() < 3 * np.sqrt((before**2).mean(0)).max()
     # Every slice carries the same waveform: the two halves' templates agree.
     seg = int(SMALL.t_r / SMALL.n_slices * fs) - 4
@@ -240,8 +247,11 @@ def test_artifact_off_by_default_in_small(tiny):
 def test_ground_truth(study):
     truth = json.loads((study / "ground_truth.json").read_text())
     assert truth["simulator"]["seed"] == 11 and truth["simulator"]["size"] == "small"
-    assert truth["cnr"] == 1.3 and truth["true_temporal_r"] == 0.59
-    assert truth["expected_observed_temporal_r"] == pytest.approx(0.59 * 1.3**2 / (1 + 1.3**2))
+    assert truth["cnr"] == {"sedated": 1.3, "awake": 1.3} and truth["true_temporal_r"] == {
+        "sedated": 0.59,
+        "awake": 0.59,
+    }
+    assert truth["expected_observed_temporal_r"]["sedated"] == pytest.approx(0.59 * 1.3**2 / (1 + 1.3**2))
     assert len(truth["scans"]) == 4
     seeds = set()
     for scan in truth["scans"]:
@@ -260,7 +270,9 @@ def test_ground_truth(study):
         assert [i["region"] for i in scan["implants"]] == ["ACC", "M1"]
         for imp in scan["implants"]:
             assert (study / imp["network_pattern"]).is_file()
-            assert imp["expected_observed_temporal_r"] == pytest.approx(truth["expected_observed_temporal_r"])
+            assert imp["expected_observed_temporal_r"] == pytest.approx(
+                truth["expected_observed_temporal_r"][scan["state"]]
+            )
         seeds.add(scan["seed"])
     assert len(seeds) == 4
     assert {(s["session"], s["state"]) for s in truth["scans"]} == {("sedated01", "sedated"), ("awake01", "awake")}
@@ -390,6 +402,55 @@ def test_lfp_band_power_follows_the_drives(tiny):
     assert np.corrcoef(reg["gamma"], true_gamma)[0, 1] > 0.9
     assert np.corrcoef(reg["delta"], m1["g"])[0, 1] < -0.1
     assert np.corrcoef(reg["gamma"], m1["s"])[0, 1] > 0.3
+
+
+def test_per_state_truths(tmp_path):
+    """--true-temporal-r / --cnr per state: each scan is simulated with its own state's values."""
+    out = simulate_study(
+        tmp_path / "s",
+        subjects=1,
+        scans=1,
+        regions=("M1",),
+        states=("sedated", "awake"),
+        true_temporal_r={"sedated": 0.59, "awake": 0.4},
+        cnr={"sedated": 1.3, "awake": 0.9},
+        seed=3,
+    )
+    truth = json.loads((out / "ground_truth.json").read_text())
+    assert truth["true_temporal_r"] == {"sedated": 0.59, "awake": 0.4}
+    assert truth["cnr"] == {"sedated": 1.3, "awake": 0.9}
+    assert truth["expected_observed_temporal_r"]["awake"] == pytest.approx(expected_temporal_r(0.4, 0.9))
+    for scan in truth["scans"]:
+        c, cnr = truth["true_temporal_r"][scan["state"]], truth["cnr"][scan["state"]]
+        assert (scan["true_temporal_r"], scan["cnr"]) == (c, cnr)
+        assert scan["implants"][0]["true_temporal_r"] == c and scan["implants"][0]["cnr"] == cnr
+        # The data follow the state's values: the latents' exact per-scan truth.
+        lat = simulate_latents(scan["seed"], size="small", regions=("M1",), true_temporal_r=c, cnr=cnr)
+        bold = np.asarray(nib.load(out / scan["bold"]).dataobj)
+        atlas = build_atlas("small", ("M1",), seed=3)
+        motion = simulate_motion(scan["seed"], scan["state"], SMALL.n_volumes)
+        assert np.array_equal(bold, simulate_bold(atlas, lat, motion, scan["seed"], cnr=cnr))
+    with pytest.raises(ValueError, match="missing: \\['awake'\\]"):
+        simulate_study(tmp_path / "x", states=("sedated", "awake"), cnr={"sedated": 1.3})
+    with pytest.raises(ValueError, match="no such state"):
+        simulate_study(tmp_path / "y", cnr={"sedated": 1.3, "asleep": 1.0})
+
+
+def test_cli_per_state_option(tmp_path):
+    from click.testing import CliRunner
+
+    from lfpbold.cli import main
+
+    args = ["simulate", str(tmp_path / "s"), "--subjects", "1", "--scans", "1", "--regions", "M1"]
+    res = CliRunner().invoke(main, [*args, "--states", "sedated,awake", "--true-temporal-r", "sedated=0.59,awake=0.4"])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((tmp_path / "s" / "ground_truth.json").read_text())
+    assert truth["true_temporal_r"] == {"sedated": 0.59, "awake": 0.4} and truth["cnr"] == {
+        "sedated": 1.3,
+        "awake": 1.3,
+    }
+    res = CliRunner().invoke(main, ["simulate", str(tmp_path / "t"), "--cnr", "sedated=abc"])
+    assert res.exit_code != 0 and "state=number" in res.output
 
 
 def test_input_checked(tmp_path):

@@ -1,8 +1,27 @@
 """The raw LFP of one scan, generated block by block so that a paper-size scan never sits in memory.
 
 :class:`LfpStream` turns the band powers of :func:`lfpbold.simulate.signals.simulate_latents`
-into multichannel voltages (background, band oscillations, mains, channel noise and, optionally,
-the MR gradient artifact of :mod:`lfpbold.simulate.artifacts`).
+into multichannel voltages: per implant, band oscillations and a 1/f^2 background that are
+coherent between contacts in proportion to their distance, mains, independent noise per contact,
+bad contacts (flat, noisy, intermittent) and, optionally, the MR gradient artifact of
+:mod:`lfpbold.simulate.artifacts`.
+
+Channels, and what recordings show
+----------------------------------
+* **Coherence falls with distance**: each band's signal at contact ``c`` is ``L_b @ s_b`` with
+  ``s_b`` independent band-limited sources per contact and ``L_b`` the Cholesky factor of
+  ``exp(-|depth_c - depth_c'| / lambda_b)``: slow rhythms are volume conducted over millimetres
+  (``lambda`` 3 mm for delta/theta and the background), gamma is local (0.5 mm; the LFP's spatial
+  reach is a few hundred micrometres for high frequencies, Katzner et al. 2009, Neuron 61:35;
+  Leski et al. 2013, PLoS Comput Biol 9:e1003137). The band power envelope is the implant's.
+* **Independent noise per contact** (amplifier and thermal noise, 3 uV RMS white), a DC offset,
+  a gain of 0.9-1.1 and a lag of 0-3 samples (filter and conduction differences).
+* **Bad contacts** (:data:`BAD_KINDS`; each contact bad with probability
+  :data:`BAD_CHANNEL_RATE`, at most half of an implant): ``flat`` (broken lead: the amplifier's
+  input sits at a constant level, no LFP, no artifact), ``noisy`` (high impedance: 40 uV of
+  broadband noise and 20x the mains), ``intermittent`` (a loose connector: a few stretches of
+  2-10 s with large broadband bursts and offset steps). :attr:`LfpStream.bad_channels` lists
+  them; ``ground_truth.json`` records them per scan.
 """
 
 from __future__ import annotations
@@ -14,20 +33,29 @@ from scipy import signal
 from scipy.interpolate import CubicSpline
 
 from lfpbold.constants import CLASSIC_BANDS
-from lfpbold.simulate.artifacts import (
-    ARTIFACT_TO_LFP_RMS,
-    add_gradient_artifact,
-    gradient_artifact_waveform,
-    slice_schedule,
-)
+from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS, ArtifactModel
 from lfpbold.simulate.signals import BAND_RMS
 from lfpbold.simulate.sizes import SIZES
 
-__all__ = ["BACKGROUND_RMS", "CHANNEL_NOISE_RMS", "LINE_NOISE", "LfpStream"]
+__all__ = [
+    "BACKGROUND_RMS",
+    "CHANNEL_NOISE_RMS",
+    "LINE_NOISE",
+    "COHERENCE_LENGTH_MM",
+    "BAD_CHANNEL_RATE",
+    "BAD_KINDS",
+    "LfpStream",
+]
 
 BACKGROUND_RMS = 50e-6  # 1/f^2 background (corner 1 Hz), volts
 CHANNEL_NOISE_RMS = 3e-6  # independent white noise per channel, volts
 LINE_NOISE = {60.0: 3e-6, 120.0: 1.5e-6, 180.0: 1e-6}  # mains amplitude (V) per harmonic
+#: Distance (mm) over which a band's coherence between two contacts falls by 1/e.
+COHERENCE_LENGTH_MM = {"background": 3.0, "delta": 3.0, "theta": 3.0, "alpha": 2.0, "beta": 1.0, "gamma": 0.5}
+BAD_CHANNEL_RATE = 0.08
+BAD_KINDS = ("flat", "noisy", "intermittent")
+NOISY_RMS = 40e-6
+BURST_RMS = 400e-6
 
 
 def _impulse_variance(sos, n):
@@ -36,32 +64,53 @@ def _impulse_variance(sos, n):
     return float(np.sum(signal.sosfilt(sos, imp) ** 2))
 
 
+def _draw_bad(rng, n_per_implant: int, n_implants: int) -> dict:
+    """{channel: kind}, channels numbered across implants; at most half of an implant's contacts."""
+    bad = {}
+    for i in range(n_implants):
+        hit = np.flatnonzero(rng.random(n_per_implant) < BAD_CHANNEL_RATE)[: n_per_implant // 2]
+        kinds = rng.integers(0, len(BAD_KINDS), n_per_implant)
+        for k in hit:
+            bad[i * n_per_implant + int(k)] = BAD_KINDS[kinds[k]]
+    return bad
+
+
 class LfpStream:
     """Raw LFP of one scan (volts, float32, (n_times, n_channels)), generated in 10-s blocks.
 
     Reads must go forward (:meth:`read`); going back restarts the stream, so any read pattern
     returns the same samples. Channels are ordered implant by implant, contact 0 (the tip) first.
-    Per implant: a common signal (1/f^2 background + band oscillations whose power follows
-    ``latents`` + mains) seen by every contact with a small lag (0-3 samples) and gain, plus
-    independent white noise per contact, a DC offset and, with ``artifact``, the MR gradient
-    artifact locked to the slice triggers (one fixed waveform, +-1 sample onset jitter and
-    +-2 % amplitude jitter per slice, a fixed gain per channel; only during the scan).
+    See the module docstring for the channels' model.
+
+    Parameters
+    ----------
+    latents : dict
+        :func:`~lfpbold.simulate.signals.simulate_latents` of the scan.
+    size : str or Size
+    scan_seed : int
+    artifact : bool
+        Add the MR gradient artifact (:class:`~lfpbold.simulate.artifacts.ArtifactModel`).
+    motion : ndarray (n_volumes, 6), optional
+        The scan's realignment parameters; they modulate the artifact.
+    bad_channels : dict or None, default None
+        ``{channel: kind}`` to impose; None draws them from the scan's seed.
 
     Examples
     --------
     >>> from lfpbold.simulate.signals import simulate_latents
-    >>> stream = LfpStream(simulate_latents(3, regions=("M1",)), "small", 3, artifact=False)
-    >>> stream.n_channels, stream.read(0, 2000).shape
-    (4, (2000, 4))
+    >>> stream = LfpStream(simulate_latents(3, regions=("M1",)), "small", 3, artifact=False, bad_channels={})
+    >>> stream.n_channels, stream.read(0, 2000).shape, stream.bad_channels
+    (4, (2000, 4), {})
     """
 
-    def __init__(self, latents: dict, size, scan_seed: int, *, artifact: bool):
+    def __init__(self, latents: dict, size, scan_seed: int, *, artifact: bool, motion=None, bad_channels=None):
         self.size = SIZES[size] if isinstance(size, str) else size
         self.latents = latents
         self.regions = list(latents["regions"])
         self.seed = int(scan_seed)
         self.artifact = bool(artifact)
-        self.n_channels = self.size.n_channels * len(self.regions)
+        nch = self.size.n_channels
+        self.n_channels = nch * len(self.regions)
         self.n_times = self.size.n_times
         self.block = int(round(10 * self.size.fs))  # 10-s generation blocks (fixes the RNG draw sizes)
         fs = self.size.fs
@@ -69,11 +118,25 @@ class LfpStream:
         self.lags = setup.integers(0, 4, self.n_channels)
         self.gains = setup.uniform(0.9, 1.1, self.n_channels)
         self.dc = setup.normal(0, 2e-4, self.n_channels)
-        self.art_gain = setup.uniform(0.8, 1.2, self.n_channels) * np.where(setup.random(self.n_channels) < 0.5, -1, 1)
+        drawn = _draw_bad(setup, nch, len(self.regions))
+        self.bad_channels = dict(drawn if bad_channels is None else {int(k): v for k, v in bad_channels.items()})
+        unknown = {v for v in self.bad_channels.values()} - set(BAD_KINDS)
+        if unknown:
+            raise ValueError(f"bad channel kinds must be among {BAD_KINDS}; got {sorted(unknown)}")
+        # Intermittent contacts: 2-6 stretches of 2-10 s each, anywhere in the recording.
+        self.bursts = {}
+        for ch, kind in self.bad_channels.items():
+            if kind == "intermittent":
+                n_b = int(setup.integers(2, 7))
+                starts = setup.uniform(0, self.size.duration_s - 10, n_b)
+                self.bursts[ch] = [(int(s * fs), int((s + setup.uniform(2, 10)) * fs)) for s in np.sort(starts)]
         self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos") for b, lim in CLASSIC_BANDS.items()}
         self.sos["background"] = signal.butter(1, 1.0, btype="lowpass", fs=fs, output="sos")
         n_imp = int(20 * fs)
         self.scale = {b: 1.0 / math.sqrt(_impulse_variance(s, n_imp)) for b, s in self.sos.items()}
+        depth = np.arange(nch) * self.size.contact_spacing_um / 1000.0
+        dist = np.abs(depth[:, None] - depth[None, :])
+        self.mixing = {b: np.linalg.cholesky(np.exp(-dist / COHERENCE_LENGTH_MM[b])) for b in self.sos}
         times = latents["power_times"]
         self.env = {
             r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in CLASSIC_BANDS], axis=1)))
@@ -85,15 +148,26 @@ class LfpStream:
             + CHANNEL_NOISE_RMS**2
             + sum(a**2 / 2 for a in LINE_NOISE.values())
         )
-        self.waveform = gradient_artifact_waveform(self.size)
-        self.art_amp = ARTIFACT_TO_LFP_RMS * self.nominal_rms
-        self.slice_starts, self.slice_amps = slice_schedule(self.size, self.seed)
+        self.art_model = None
+        if self.artifact:
+            self.art_model = ArtifactModel(
+                self.size,
+                self.seed,
+                nch,
+                len(self.regions),
+                motion=motion,
+                scale=ARTIFACT_TO_LFP_RMS * self.nominal_rms,
+            )
+            for ch, kind in self.bad_channels.items():
+                if kind == "flat":  # a broken lead picks up nothing
+                    self.art_model.weights[:, :, ch] = 0.0
         self._reset()
 
     def _reset(self):
         self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 4, 1]))
-        self._zi = {r: {b: signal.sosfilt_zi(s) * 0.0 for b, s in self.sos.items()} for r in self.regions}
-        self._tail = {r: np.zeros(4) for r in self.regions}
+        nch = self.size.n_channels
+        self._zi = {r: {b: np.zeros((s.shape[0], nch, 2)) for b, s in self.sos.items()} for r in self.regions}
+        self._tail = {r: np.zeros((nch, 4)) for r in self.regions}
         self._pos = 0
         self._blocks = []  # (start, array)
 
@@ -106,33 +180,41 @@ class LfpStream:
         nch = size.n_channels
         mains = sum(a * np.sin(2 * np.pi * f0 * t) for f0, a in LINE_NOISE.items())
         for ri, r in enumerate(self.regions):
-            white = self._rng.standard_normal((len(self.sos), n))
             env = self.env[r](t)
-            common = mains.copy()
-            for (b, sos), wn in zip(self.sos.items(), white, strict=True):
-                y, self._zi[r][b] = signal.sosfilt(sos, wn, zi=self._zi[r][b])
+            local = np.zeros((nch, n))
+            for b, sos in self.sos.items():
+                white = self._rng.standard_normal((nch, n))
+                y, self._zi[r][b] = signal.sosfilt(sos, white, axis=-1, zi=self._zi[r][b])
+                y = self.mixing[b] @ y
                 y *= self.scale[b]
                 if b == "background":
-                    common += BACKGROUND_RMS * y
+                    local += BACKGROUND_RMS * y
                 else:
-                    common += env[:, list(CLASSIC_BANDS).index(b)] * y
-            ext = np.concatenate([self._tail[r], common])
-            self._tail[r] = ext[-4:]
+                    local += env[:, list(CLASSIC_BANDS).index(b)] * y
+            local += mains
+            ext = np.concatenate([self._tail[r], local], axis=1)
+            self._tail[r] = ext[:, -4:]
             noise = self._rng.standard_normal((n, nch), dtype=np.float32) * np.float32(CHANNEL_NOISE_RMS)
+            extra = self._rng.standard_normal((n, nch), dtype=np.float32)  # for bad contacts
             for k in range(nch):
                 ch = ri * nch + k
                 lag = self.lags[ch]
-                out[:, ch] = self.gains[ch] * ext[4 - lag : 4 - lag + n] + self.dc[ch]
+                out[:, ch] = self.gains[ch] * ext[k, 4 - lag : 4 - lag + n] + self.dc[ch]
             out[:, ri * nch : (ri + 1) * nch] += noise
-        if self.artifact:
-            add_gradient_artifact(
-                out,
-                n0,
-                waveform=self.waveform,
-                slice_starts=self.slice_starts,
-                slice_amps=self.slice_amps,
-                channel_amps=self.art_amp * self.art_gain,
-            )
+            for k in range(nch):
+                ch = ri * nch + k
+                kind = self.bad_channels.get(ch)
+                if kind == "flat":
+                    out[:, ch] = self.dc[ch] + 1e-7 * extra[:, k]
+                elif kind == "noisy":
+                    out[:, ch] += NOISY_RMS * extra[:, k] + 20 * mains.astype(np.float32)
+                elif kind == "intermittent":
+                    for a, b in self.bursts[ch]:
+                        lo, hi = max(a, n0), min(b, n0 + n)
+                        if hi > lo:
+                            out[lo - n0 : hi - n0, ch] += BURST_RMS * extra[lo - n0 : hi - n0, k] + 5 * BURST_RMS
+        if self.art_model is not None:
+            self.art_model.add(out, n0)
         self._pos += n
         return out
 

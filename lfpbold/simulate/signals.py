@@ -27,6 +27,7 @@ __all__ = [
     "HEAD_RADIUS_MM",
     "volume_onsets",
     "slice_onsets",
+    "slice_positions",
     "expected_temporal_r",
     "simulate_latents",
     "simulate_motion",
@@ -86,28 +87,48 @@ def _bold_band_noise(rng, shape, t_r):
     return _standardize(np.fft.irfft(spec, n, axis=-1))
 
 
-def volume_onsets(size: Size) -> np.ndarray:
-    """Volume trigger times (s), on LFP samples.
+def slice_positions(size: Size) -> np.ndarray:
+    """Where each slice acquisition truly starts, in (fractional) LFP samples, volume-major.
+
+    The scanner and the amplifier run on their own clocks: a scanner second is
+    ``1 + clock_ppm * 1e-6`` amplifier seconds plus a slow drift (a sine of ``clock_drift_ppm``
+    over the scan), so the slice period is not a whole number of samples and slice onsets fall
+    between samples. The scan starts on a sample (``lead_s``).
 
     Examples
     --------
-    >>> volume_onsets(SIZES["small"])[:3]
-    array([40., 41., 42.])
+    >>> pos = slice_positions(SIZES["small"])
+    >>> float(pos[0]), round(float(np.diff(pos[:2])[0]), 4)  # 0.1 s slices: 200.01 samples, not 200
+    (80000.0, 200.01)
     """
-    idx = np.round((size.lead_s + np.arange(size.n_volumes) * size.t_r) * size.fs)
-    return idx / size.fs
+    t = np.arange(size.n_volumes)[:, None] * size.t_r + np.asarray(size.slice_timing)[None, :]
+    t = t.ravel()
+    span = size.n_volumes * size.t_r
+    drift = size.clock_drift_ppm * 1e-6 * span / (2 * np.pi) * (1 - np.cos(2 * np.pi * t / span))
+    return (size.lead_s + t * (1 + size.clock_ppm * 1e-6) + drift) * size.fs
 
 
 def slice_onsets(size: Size) -> np.ndarray:
-    """Slice trigger times (s), volume-major, on LFP samples.
+    """Slice trigger times (s) as the amplifier records the scanner's TTL: the first sample at or
+    after each slice's true onset (:func:`slice_positions`), volume-major.
 
     Examples
     --------
     >>> slice_onsets(SIZES["small"])[:3]
-    array([40. , 40.1, 40.2])
+    array([40.    , 40.1005, 40.2005])
     """
-    t = size.lead_s + np.arange(size.n_volumes)[:, None] * size.t_r + np.asarray(size.slice_timing)[None, :]
-    return np.round(t.ravel() * size.fs) / size.fs
+    return np.ceil(slice_positions(size) - 1e-9) / size.fs
+
+
+def volume_onsets(size: Size) -> np.ndarray:
+    """Volume trigger times (s): the trigger of each volume's first slice.
+
+    Examples
+    --------
+    >>> volume_onsets(SIZES["small"])[:3]
+    array([40.    , 41.0005, 42.0005])
+    """
+    return slice_onsets(size)[:: size.n_slices]
 
 
 def expected_temporal_r(true_temporal_r: float, cnr: float, band: str = "gamma") -> float:

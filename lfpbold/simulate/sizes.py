@@ -46,6 +46,10 @@ class Size:
     voxel_noise: float = 1.17
     voxel_noise_share: float = 1.0 / 3.0
     local_noise_mm: float | None = None
+    # Scanner vs amplifier clock (see lfpbold.simulate.artifacts): the scanner's seconds are
+    # (1 + clock_ppm * 1e-6) amplifier seconds, plus a slow sine of clock_drift_ppm over the scan.
+    clock_ppm: float = 50.0
+    clock_drift_ppm: float = 2.0
 
     @property
     def n_times(self) -> int:

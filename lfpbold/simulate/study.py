@@ -38,7 +38,7 @@ from lfpbold.simulate.sizes import SIZES, Size
 from lfpbold.simulate.template import write_template
 from lfpbold.simulate.writers import format_number, write_atlas, write_json, write_nifti, write_nwb, write_tsv
 
-__all__ = ["simulate_study", "scan_seed_for"]
+__all__ = ["simulate_study", "scan_seed_for", "per_state"]
 
 
 def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr, size):
@@ -51,12 +51,48 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
         raise ValueError(f"regions must be distinct alphanumeric labels (BIDS); got {list(regions)!r}")
     if isinstance(states, str) or not states or any(s not in STATES for s in states) or len(set(states)) != len(states):
         raise ValueError(f"states must be distinct values among {STATES}; got {states!r}")
-    if not 0.0 <= true_temporal_r <= 1.0:
-        raise ValueError(f"true_temporal_r must be in [0, 1]; got {true_temporal_r!r}")
-    if not cnr > 0 or not math.isfinite(cnr):
-        raise ValueError(f"cnr must be a positive finite number; got {cnr!r}")
+    true_temporal_r = per_state(true_temporal_r, tuple(states), "true_temporal_r")
+    cnr = per_state(cnr, tuple(states), "cnr")
+    for state, v in true_temporal_r.items():
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"true_temporal_r must be in [0, 1]; got {v!r} for {state}")
+    for state, v in cnr.items():
+        if not v > 0 or not math.isfinite(v):
+            raise ValueError(f"cnr must be a positive finite number; got {v!r} for {state}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}")
+    return true_temporal_r, cnr
+
+
+def per_state(value, states, name: str) -> dict:
+    """One number per state: ``value`` is a number (every state) or a ``{state: number}`` mapping.
+
+    A mapping must name every simulated state and nothing else, so that a typo cannot silently
+    fall back to a default.
+
+    Examples
+    --------
+    >>> per_state(0.59, ("sedated", "awake"), "cnr")
+    {'sedated': 0.59, 'awake': 0.59}
+    >>> per_state({"awake": 0.4, "sedated": 0.59}, ("sedated", "awake"), "true_temporal_r")
+    {'sedated': 0.59, 'awake': 0.4}
+    """
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(states))
+        missing = [s for s in states if s not in value]
+        if unknown or missing:
+            raise ValueError(
+                f"{name} must give a value for each simulated state {list(states)}"
+                + (f"; no such state: {unknown}" if unknown else "")
+                + (f"; missing: {missing}" if missing else "")
+            )
+        out = {s: value[s] for s in states}
+    else:
+        out = {s: value for s in states}
+    for s, v in out.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a number or a {{state: number}} mapping; got {v!r} for {s}")
+    return {s: float(v) for s, v in out.items()}
 
 
 def _fd_rule() -> dict:
@@ -102,6 +138,16 @@ def _implant_truth(region: str, atlas: Atlas, true_temporal_r, cnr) -> dict:
             {"ap_mm": b[0], "ml_mm": b[1], "dv_mm": b[2], "weight": b[3], "description": b[4]} for b in imp["connected"]
         ],
     }
+
+
+def _bad_truth(stream: LfpStream, implant_index: int, n_per_implant: int) -> list:
+    """The implant's bad contacts: channel within the implant (0 = tip) and kind."""
+    lo = implant_index * n_per_implant
+    return [
+        {"channel": ch - lo, "kind": kind}
+        for ch, kind in sorted(stream.bad_channels.items())
+        if lo <= ch < lo + n_per_implant
+    ]
 
 
 def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
@@ -175,10 +221,12 @@ def simulate_study(
     regions : sequence of str, default ("ACC", "M1")
         Implant regions (see :func:`~lfpbold.simulate.anatomy.implant_coordinates`).
     states : sequence of {"sedated", "awake"}, default ("sedated",)
-    true_temporal_r : float, default 0.59
-        Correlation between the HRF-convolved gamma-power drive and the network's BOLD signal.
-    cnr : float, default 1.3
-        Contrast-to-noise ratio on both sides (LFP gamma power and ROI-mean BOLD), in 0.01-0.1 Hz.
+    true_temporal_r : float or dict, default 0.59
+        Correlation between the HRF-convolved gamma-power drive and the network's BOLD signal:
+        one number for every state, or one per state (``{"sedated": 0.59, "awake": 0.4}``).
+    cnr : float or dict, default 1.3
+        Contrast-to-noise ratio on both sides (LFP gamma power and ROI-mean BOLD), in 0.01-0.1 Hz;
+        one number, or one per state.
     seed : int, default 0
         Everything (arrays, identifiers, dates) follows from it.
     size : {"small", "paper"}, default "small"
@@ -198,10 +246,11 @@ def simulate_study(
     --------
     >>> import tempfile, json, pathlib
     >>> d = simulate_study(pathlib.Path(tempfile.mkdtemp()) / "study", subjects=1, scans=1, regions=("M1",))
-    >>> round(json.loads((d / "ground_truth.json").read_text())["expected_observed_temporal_r"], 3)
-    0.371
+    >>> truth = json.loads((d / "ground_truth.json").read_text())
+    >>> truth["cnr"], round(truth["expected_observed_temporal_r"]["sedated"], 3)
+    ({'sedated': 1.3}, 0.371)
     """
-    _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr, size)
+    true_r, cnrs = _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr, size)
     regions = tuple(regions)
     states = tuple(states)
     sz = SIZES[size]
@@ -242,7 +291,9 @@ def simulate_study(
         [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", "P90D", w] for s, w in weights.items()],
     )
 
-    implants_truth = {r: _implant_truth(r, atlas, true_temporal_r, cnr) for r in regions}
+    implants_truth = {
+        state: {r: _implant_truth(r, atlas, true_r[state], cnrs[state]) for r in regions} for state in states
+    }
     truth_scans = []
     base_date = _dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=_dt.UTC)
     n_total = subjects * len(states) * sessions * scans
@@ -267,9 +318,10 @@ def simulate_study(
                     stem = f"sub-{sub}_ses-{ses}_task-rest_run-{run}"
                     sseed = scan_seed_for(seed, si, state, se, run)
                     say(f"[{done + 1}/{n_total}] {stem}: BOLD")
-                    lat = simulate_latents(sseed, size=sz, regions=regions, true_temporal_r=true_temporal_r, cnr=cnr)
+                    c, cnr_s = true_r[state], cnrs[state]
+                    lat = simulate_latents(sseed, size=sz, regions=regions, true_temporal_r=c, cnr=cnr_s)
                     mot = simulate_motion(sseed, state, sz.n_volumes) if motion else np.zeros((sz.n_volumes, 6))
-                    bold = simulate_bold(atlas, lat, mot, sseed, cnr=cnr)
+                    bold = simulate_bold(atlas, lat, mot, sseed, cnr=cnr_s)
                     write_nifti(func / f"{stem}_bold.nii.gz", bold, atlas, t_r=sz.t_r)
                     del bold
                     write_json(func / f"{stem}_bold.json", {"RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing})
@@ -282,7 +334,7 @@ def simulate_study(
                         f"[{done + 1}/{n_total}] {stem}: LFP ({sz.n_times} samples x "
                         f"{sz.n_channels * len(regions)} channels{', with gradient artifact' if artifact else ''})"
                     )
-                    stream = LfpStream(lat, sz, sseed, artifact=artifact)
+                    stream = LfpStream(lat, sz, sseed, artifact=artifact, motion=mot)
                     write_nwb(
                         ecephys / f"{stem}_ecephys.nwb",
                         stream=stream,
@@ -304,7 +356,12 @@ def simulate_study(
                             "run": run,
                             "state": state,
                             "seed": sseed,
-                            "implants": [implants_truth[r] for r in regions],
+                            "true_temporal_r": c,
+                            "cnr": cnr_s,
+                            "implants": [
+                                implants_truth[state][r] | {"bad_channels": _bad_truth(stream, ri, sz.n_channels)}
+                                for ri, r in enumerate(regions)
+                            ],
                             "artifact": artifact,
                             "excluded_expected": screened["excluded"],
                             "max_fd_mm": float(screened["fd"].max()),
@@ -329,15 +386,19 @@ def simulate_study(
                     "scans": scans,
                     "regions": list(regions),
                     "states": list(states),
-                    "true_temporal_r": float(true_temporal_r),
-                    "cnr": float(cnr),
+                    "true_temporal_r": true_r,
+                    "cnr": cnrs,
                     "artifact": artifact,
                     "motion": bool(motion),
                 },
             },
-            "cnr": float(cnr),
-            "true_temporal_r": float(true_temporal_r),
-            **_expected_r(true_temporal_r, cnr),
+            # Keyed by state: {"sedated": 0.59, "awake": 0.4}.
+            "cnr": cnrs,
+            "true_temporal_r": true_r,
+            **{
+                key: {state: _expected_r(true_r[state], cnrs[state])[key] for state in states}
+                for key in ("expected_observed_temporal_r", "expected_observed_temporal_r_by_band")
+            },
             "model": _model_truth(sz, atlas, artifact),
             "scans": truth_scans,
         },
