@@ -33,6 +33,7 @@ NOT_IMPORTED = {
 TEST_NOT_IMPORTED = {
     "ipykernel": "the Python kernel nbclient starts to run the notebooks",
     "ruff": "lint and format, run as a command",
+    "bids-validator-deno": "the official BIDS validator, run as a command on simulated studies",
 }
 
 
