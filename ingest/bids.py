@@ -47,6 +47,7 @@ _AGE_UNITS = {
     "week": "W", "weeks": "W", "wk": "W",
     "day": "D", "days": "D", "d": "D",
 }  # fmt: skip
+_AGE_NAMES = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
 _WEIGHT_UNITS = {"g": 1.0, "gram": 1.0, "grams": 1.0, "kg": 1000.0, "kilogram": 1000.0, "kilograms": 1000.0}
 
 
@@ -194,7 +195,9 @@ def _age(value, unit: str, path: Path, label: str) -> str | None:
         number = float(text)
     except ValueError:
         raise IngestError(
-            path, "age", f"sub-{label}: {text!r} is neither a number (of {unit}s) nor an ISO 8601 duration"
+            path,
+            "age",
+            f"sub-{label}: {text!r} is neither a number (of {_AGE_NAMES[_AGE_UNITS[unit]]}) nor an ISO 8601 duration",
         ) from None
     if not number >= 0 or not np.isfinite(number):
         raise IngestError(path, "age", f"sub-{label}: {text!r} is not a non-negative number")

@@ -266,11 +266,11 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     try:
         run = int(ents.get("run", "1"))
         check_value("Scan", "run", run, where, field="run")
+    except IngestError as err:  # before ValueError, which it is
+        errors.append(err)
+        return None
     except ValueError:
         errors.append(IngestError(where, "run", f"{ents['run']!r} is not a run number"))
-        return None
-    except IngestError as err:
-        errors.append(err)
         return None
     key = {"subject": sub, "session": ses, "run": run}
     for path in files.values():

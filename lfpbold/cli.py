@@ -103,11 +103,11 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
     click.echo(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-def _ingest(ctx, study_dir, checksums=True):
+def _ingest(ctx, study_dir, checksums=True, follow_symlinks=False):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    report = ingest_study(study_dir, checksums=checksums)
+    report = ingest_study(study_dir, checksums=checksums, follow_symlinks=follow_symlinks)
     click.echo(f"ingest {study_dir}: {len(report.inserted)} scan(s) inserted, {len(report.skipped)} already there")
     for err in report.errors:
         click.echo(f"error: {err}", err=True)
@@ -117,13 +117,16 @@ def _ingest(ctx, study_dir, checksums=True):
 @main.command()
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 of each file (faster on huge files).")
+@click.option(
+    "--follow-symlinks", is_flag=True, help="Read files that are symbolic links out of STUDY_DIR (refused by default)."
+)
 @click.pass_context
-def ingest(ctx, study_dir, no_checksums):
+def ingest(ctx, study_dir, no_checksums, follow_symlinks):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
 
     try:
-        report = _ingest(ctx, study_dir, checksums=not no_checksums)
+        report = _ingest(ctx, study_dir, checksums=not no_checksums, follow_symlinks=follow_symlinks)
     except IngestError as err:
         raise click.ClickException(str(err)) from None
     if report.errors:

@@ -109,19 +109,21 @@ class IngestReport:
     errors: list[Exception] = field(default_factory=list)
 
 
-def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestReport:
+def ingest_study(study_dir: str | Path, *, checksums: bool = True, follow_symlinks: bool = False) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
     Running it twice inserts nothing the second time. A scan already in the database whose file
     checksum has changed is an error (the database would otherwise describe a different file).
     Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
-    study's analysis for it; :func:`select` adds other combinations.
+    study's analysis for it; :func:`select` adds other combinations. Each scan goes in whole (in
+    one transaction) or not at all, and a scan the database refuses is reported without stopping
+    the scans after it. ``follow_symlinks`` reads files linked from outside the study folder.
     """
     from lfpbold.ingest import IngestError, read_study
     from lfpbold.schemas import acquisition as acq
     from lfpbold.schemas import params
 
-    records = read_study(study_dir, checksums=checksums)
+    records = read_study(study_dir, checksums=checksums, follow_symlinks=follow_symlinks)
     report = IngestReport(errors=list(records.errors))
     conn = acq.Subject.connection
     with conn.transaction:
@@ -151,12 +153,16 @@ def ingest_study(study_dir: str | Path, *, checksums: bool = True) -> IngestRepo
             else:
                 report.skipped.append(scan.key)
             continue
-        with conn.transaction:
-            acq.Scan.insert1(scan.scan)
-            acq.FMRIRun.insert1(scan.fmri)
-            acq.LFPRecording.insert1(scan.lfp)
-            acq.LFPRecording.Channel.insert(scan.channels)
-            params.AnalysisSelection.insert1(dict(scan.key, **DEFAULT_COMBINATION))  # the study's analysis
+        try:
+            with conn.transaction:
+                acq.Scan.insert1(scan.scan)
+                acq.FMRIRun.insert1(scan.fmri)
+                acq.LFPRecording.insert1(scan.lfp)
+                acq.LFPRecording.Channel.insert(scan.channels)
+                params.AnalysisSelection.insert1(dict(scan.key, **DEFAULT_COMBINATION))  # the study's analysis
+        except Exception as exc:  # noqa: BLE001 - rolled back: none of the scan's rows stay; the next scan goes on
+            report.errors.append(IngestError(scan.fmri["bold_path"], "database", f"scan not inserted ({exc})"))
+            continue
         report.inserted.append(scan.key)
     return report
 
