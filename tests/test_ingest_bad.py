@@ -209,20 +209,25 @@ def long_subject_label(study):
     label = "a" * 33
     tsv = study / "participants.tsv"
     tsv.write_text(tsv.read_text() + f"sub-{label}\tRattus norvegicus\tLong-Evans\tM\t90\t350\n")
-    shutil.copytree(study / "sub-01", study / f"sub-{label}")
+    _move_subject(study, label)
+
+
+def _move_run_to_session(study, label):
+    """Run 2 moves to a new session ``label`` (listed in sub-01_sessions.tsv)."""
+    ses_tsv = study / "sub-01" / "sub-01_sessions.tsv"
+    ses_tsv.write_text(ses_tsv.read_text() + f"ses-{label}\t2024-03-02T10:00:00\tsedated\n")
+    for rel in (BOLD2, JSON2, NWB2, MOTION2):
+        new = study / rel.replace(f"ses-{SES}", f"ses-{label}")
+        new.parent.mkdir(parents=True, exist_ok=True)
+        (study / rel).rename(new)
 
 
 def bad_session_label(study):
-    ses_tsv = study / "sub-01" / "sub-01_sessions.tsv"
-    ses_tsv.write_text(ses_tsv.read_text() + "ses-sedated_02\t2024-03-02T10:00:00\tsedated\n")
-    (study / "sub-01" / "ses-sedated_02" / "func").mkdir(parents=True)
+    _move_run_to_session(study, "sedated_02")
 
 
 def long_session_label(study):
-    label = "s" * 33
-    ses_tsv = study / "sub-01" / "sub-01_sessions.tsv"
-    ses_tsv.write_text(ses_tsv.read_text() + f"ses-{label}\t2024-03-02T10:00:00\tsedated\n")
-    (study / "sub-01" / f"ses-{label}" / "func").mkdir(parents=True)
+    _move_run_to_session(study, "s" * 33)
 
 
 def long_strain(study):
@@ -344,6 +349,7 @@ def test_bad_input(case, base, database, tmp_path):
     shutil.copytree(base, study, symlinks=True)
     breakage(study)
     before = snapshot()
+    assert before["Scan"] == [str({"subject": "01", "session": SES, "run": 1})]  # no earlier case let run 2 in
     if refused:
         with pytest.raises(IngestError) as exc:
             ingest_study(study)
@@ -413,3 +419,58 @@ def test_a_failed_scan_leaves_no_rows_and_the_next_scans_go_in(embedded_db, tmp_
     assert err.field == "database" and "the server went away" in err.reason and "run-2_bold" in err.path
     for table in (acq.Scan, acq.FMRIRun, acq.LFPRecording, acq.LFPRecording.Channel, params.AnalysisSelection):
         assert sorted({r["run"] for r in table.proj().to_dicts()}) == [1, 3], table.__name__
+
+
+# ------------------------------------------------------------------------------- the one-pass check
+
+
+@pytest.mark.parametrize("kind", ["nii.gz", "nii", "nifti2", "two gzip members", "int16 scaled"])
+def test_one_pass_check_hashes_what_it_decodes(tmp_path, monkeypatch, kind):
+    """The digest is the file's SHA-256, the file is opened and read once, and every layout decodes."""
+    import builtins
+    import hashlib
+
+    import nibabel as nib
+
+    from lfpbold.ingest.nifti import check_bold_samples
+
+    data = np.random.default_rng(1).standard_normal((*SHAPE, 7)).astype(np.float32)
+    path = tmp_path / ("bold.nii" if kind == "nii" else "bold.nii.gz")
+    if kind == "nifti2":
+        nib.save(nib.Nifti2Image(data, np.eye(4)), str(path))
+    elif kind == "int16 scaled":
+        img = nib.Nifti1Image((data * 100).astype(np.int16), np.eye(4))
+        img.header.set_slope_inter(0.01, 0)
+        nib.save(img, str(path))
+    else:
+        write_nifti(path, data, t_r=1.0)
+    if kind == "two gzip members":  # as a parallel gzip (pigz -i, bgzip) writes it
+        raw = gzip.decompress(path.read_bytes())
+        path.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kw):
+        if Path(file) == path:
+            opened.append(file)
+        return real_open(file, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    digest = check_bold_samples(path, np.ones(SHAPE, bool))
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(opened) == 1
+    assert check_bold_samples(path, None, checksum=False) == ""
+
+
+def test_one_pass_check_names_the_first_bad_voxel(tmp_path):
+    from lfpbold.ingest.nifti import check_bold_samples
+
+    data = np.zeros((*SHAPE, 5), np.float32)
+    data[1, 2, 0, 3] = -np.inf
+    path = tmp_path / "bold.nii.gz"
+    write_nifti(path, data, t_r=1.0)
+    with pytest.raises(IngestError) as exc:
+        check_bold_samples(path)
+    assert exc.value.field == "voxels"
+    assert exc.value.reason == "volume 3: 1 non-finite value(s), the first at voxel (1, 2, 0) = -inf"
