@@ -8,6 +8,8 @@ checked, or both.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 
 __all__ = ["sha256", "BLOCK_BYTES"]
@@ -40,9 +42,46 @@ def sha256(path, *, each_block: Callable[[bytes], None] | None = None, digest: b
     """
     h = hashlib.sha256() if digest else None
     with open(path, "rb") as f:
-        while block := f.read(BLOCK_BYTES):
+        blocks = iter(lambda: f.read(BLOCK_BYTES), b"") if each_block is None else _read_ahead(f)
+        for block in blocks:
             if h is not None:
                 h.update(block)
             if each_block is not None:
                 each_block(block)
     return h.hexdigest() if h is not None else ""
+
+
+def _read_ahead(f, depth: int = 4):
+    """The file's blocks, read by a thread up to ``depth`` blocks ahead, so that reading from a cold
+    disk overlaps the checker's work (file reads release the GIL) instead of adding to it."""
+    q = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                block = f.read(BLOCK_BYTES)
+                q.put(block)
+                if not block:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a reader blocked on a full queue finish before the file closes
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
