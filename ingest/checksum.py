@@ -42,18 +42,20 @@ def sha256(path, *, each_block: Callable[[bytes], None] | None = None, digest: b
     """
     h = hashlib.sha256() if digest else None
     with open(path, "rb") as f:
-        blocks = iter(lambda: f.read(BLOCK_BYTES), b"") if each_block is None else _read_ahead(f)
-        for block in blocks:
-            if h is not None:
-                h.update(block)
-            if each_block is not None:
+        if each_block is None:
+            while block := f.read(BLOCK_BYTES):
+                if h is not None:
+                    h.update(block)
+        else:
+            for block in _read_ahead(f, h):
                 each_block(block)
     return h.hexdigest() if h is not None else ""
 
 
-def _read_ahead(f, depth: int = 4):
-    """The file's blocks, read by a thread up to ``depth`` blocks ahead, so that reading from a cold
-    disk overlaps the checker's work (file reads release the GIL) instead of adding to it."""
+def _read_ahead(f, h, depth: int = 4):
+    """The file's blocks, read (and hashed into ``h`` unless None) by a thread up to ``depth`` blocks
+    ahead, so that reading from a cold disk and hashing overlap the checker's work (both release
+    the GIL) instead of adding to it."""
     q = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -61,6 +63,8 @@ def _read_ahead(f, depth: int = 4):
         try:
             while not stop.is_set():
                 block = f.read(BLOCK_BYTES)
+                if h is not None:
+                    h.update(block)
                 q.put(block)
                 if not block:
                     return

@@ -416,6 +416,8 @@ def test_input_checked(tmp_path):
         simulate_study(tmp_path / "c", true_temporal_r=1.5)
     with pytest.raises(ValueError, match="regions"):
         simulate_study(tmp_path / "d", regions="M1")
+    with pytest.raises(ValueError, match="at most 16 characters"):  # the Region table's width
+        simulate_study(tmp_path / "d2", regions=("AnteriorCingulate20",))
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "x").write_text("")
     with pytest.raises(FileExistsError):
