@@ -206,7 +206,6 @@ def main(argv=None):
 
 
 def bold_part(study: Path):
-    import nibabel as nib
 
     from lfpbold.ingest import read_bold
     from lfpbold.plugins.bold import preprocess_bold
@@ -227,12 +226,12 @@ def bold_part(study: Path):
         f"{cold:.2f} s / {warm:.2f} s  ({size_mb / cold:.0f} / {size_mb / warm:.0f} MB/s)",
     )
     line("read_bold (gunzip + decode)", f"{t_read:.1f} s  {raw_mb / t_read:.0f} MB/s of voxels")
-    atlas = study / "atlas"
-    mask = {
-        k: np.asarray(nib.load(atlas / f"atlas_desc-{k}_mask.nii.gz").dataobj).astype(bool)
-        for k in ("brain", "wm", "ventricles")
-    }
-    motion = np.loadtxt(next(study.rglob("*_motion.tsv")), skiprows=1)
+    from lfpbold.ingest.bids import read_confounds
+    from lfpbold.ingest.nifti import read_atlas
+
+    atlas, _ = read_atlas(study)
+    mask = {"brain": atlas["brain_mask"], "wm": atlas["wm_mask"], "ventricles": atlas["ventricle_mask"]}
+    motion = read_confounds(next(study.rglob("*_desc-confounds_timeseries.tsv")), bold.shape[3])
     with PeakRSS() as peak:
         t0 = time.perf_counter()
         data = preprocess_bold(

@@ -6,23 +6,35 @@ Study-level problems raise; a bad scan is left out and its errors are collected.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .bids import parse_entities, read_dataset_description, read_participants, read_sessions, read_sidecar
+from .bids import (
+    CONFOUNDS_SUFFIX,
+    find_confounds,
+    label_error,
+    parse_entities,
+    read_dataset_description,
+    read_participants,
+    read_sessions,
+    read_sidecar,
+)
 from .checksum import fingerprint
 from .errors import IngestError
 from .layouts import open_layout
-from .nifti import read_bold_header
+from .limits import check_row, check_value
+from .nifti import check_bold_samples, find_atlas, read_bold_header
 from .nwb import read_nwb
 
 __all__ = ["read_study", "StudyRecords", "ScanRecords"]
 
 # Subject attributes and the table's defaults, used when neither participants.tsv nor NWB says
 _SUBJECT_DEFAULTS = {"species": "Rattus norvegicus", "strain": "", "sex": "U", "age": "", "weight_g": None}
-_SUFFIXES = {"bold": "func", "motion": "func", "ecephys": "ecephys"}
+# NWB subject fields that must agree with participants.tsv when both give them (age and weight change)
+_SUBJECT_FIXED = ("species", "strain", "sex")
 
 
 @dataclass
@@ -61,6 +73,7 @@ def read_study(
     layout: str | None = None,
     derivatives=None,
     region_aliases=None,
+    follow_symlinks: bool = False,
 ) -> StudyRecords:
     """Read and validate a BIDS-style study folder (NIfTI BOLD + NWB LFP) into table rows.
 
@@ -77,7 +90,8 @@ def read_study(
         The study folder (see the layout contract).
     checksums : bool
         Compute SHA-256 of every NWB and NIfTI file (streams the whole file: ~3 GB per paper-size
-        scan). False leaves ``bold_sha256`` and ``nwb_sha256`` as ``""``.
+        scan). False leaves ``bold_sha256`` and ``nwb_sha256`` as ``""``. Every BOLD run is
+        decoded to its last voxel either way (in the same pass as its checksum).
     series_path : str, optional
         HDF5 path of the raw ElectricalSeries when NWB files hold several candidates.
     layout : {"bids", "rabies", "fmriprep"}, optional
@@ -87,6 +101,9 @@ def read_study(
         The RABIES or fMRIPrep output folder (default ``derivatives/rabies`` or ``derivatives/fmriprep``).
     region_aliases : path, optional
         A TSV (``region``, ``alias``) adding to the region alias table (:mod:`lfpbold.ingest.regions`).
+    follow_symlinks : bool
+        Read files that are symbolic links to places outside the study folder; by default each
+        is an error of its scan (the rows would describe a file the study does not hold).
 
     Examples
     --------
@@ -97,16 +114,23 @@ def read_study(
     study_dir = Path(study_dir).absolute()
     try:
         reader = open_layout(study_dir, layout, derivatives=derivatives, region_aliases=region_aliases)
-        return _read_study(study_dir, checksums, series_path, reader)
+        return _read_study(study_dir, checksums, series_path, reader, follow_symlinks)
     except IngestError as err:
         raise err.reroot(study_dir) from None
 
 
-def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyRecords:
+def _read_study(study_dir: Path, checksums: bool, series_path, reader, follow_symlinks: bool) -> StudyRecords:
     if not study_dir.is_dir():
         raise IngestError(study_dir, "file", "not a folder")
+    inside = _Inside(study_dir, follow_symlinks)
+    for name in ("dataset_description.json", "participants.tsv", "participants.json"):
+        inside.check(study_dir / name)
     desc = read_dataset_description(study_dir)
     participants = read_participants(study_dir)
+    if reader.name == "bids":  # the other layouts' atlases sit in the pipeline's output folder
+        atlas_dir, _ = find_atlas(study_dir)
+        for path in sorted(atlas_dir.iterdir()):
+            inside.check(path)
     atlas, rois = reader.atlas()
     regions = [r["region"] for r in rois]
     records = StudyRecords(study_dir=study_dir, name=str(desc["Name"]), atlas=atlas, rois=rois)
@@ -115,6 +139,15 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyR
 
     for sub_dir in sorted(p for p in study_dir.glob("sub-*") if p.is_dir()):
         sub = sub_dir.name[len("sub-") :]
+        if label_error("sub", sub):
+            errors.append(IngestError(sub_dir, "sub", label_error("sub", sub)))
+            continue
+        try:
+            check_value("Subject", "subject", sub, sub_dir, field="sub")
+            inside.check(sub_dir / f"sub-{sub}_sessions.tsv")
+        except IngestError as err:
+            errors.append(err)
+            continue
         if sub not in participants:
             errors.append(
                 IngestError(
@@ -134,6 +167,15 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyR
                 errors.append(IngestError(sub_dir / loose, "ses", "runs must sit in a ses-<label> folder"))
         for ses_dir in sorted(p for p in sub_dir.glob("ses-*") if p.is_dir()):
             ses = ses_dir.name[len("ses-") :]
+            if label_error("ses", ses):
+                errors.append(IngestError(ses_dir, "ses", label_error("ses", ses)))
+                continue
+            try:
+                check_value("Session", "session", ses, ses_dir, field="ses")
+                check_value("Session", "session_dir", str(ses_dir), ses_dir, field="folder")
+            except IngestError as err:
+                errors.append(err)
+                continue
             if ses not in sessions:
                 errors.append(IngestError(sessions_tsv, "session_id", f"no row for ses-{ses}, whose folder holds data"))
                 continue
@@ -154,7 +196,18 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyR
                 scan_errors = []
                 files = reader.run_files(sub, ses, prefix, files)
                 result = _read_scan(
-                    study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, scan_errors, reader
+                    study_dir,
+                    sub,
+                    ses,
+                    prefix,
+                    files,
+                    atlas,
+                    regions,
+                    checksums,
+                    series_path,
+                    scan_errors,
+                    reader,
+                    inside,
                 )
                 if result is not None:
                     scan, nwb = result
@@ -164,7 +217,9 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyR
                             IngestError(scan.fmri["bold_path"], "run", f"run {run} of ses-{ses} is also {taken[run]}")
                         )
                     else:
-                        _merge(sub, nwb, probes, implants, scan_errors)
+                        _check_subject(sub, nwb, participants[sub], nwb_subjects.get(sub), scan_errors)
+                        if not scan_errors:
+                            _merge(sub, nwb, probes, implants, scan_errors)
                 if scan_errors:
                     errors.extend(scan_errors)
                     continue
@@ -178,7 +233,17 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader) -> StudyR
             if row.get(attr) is None:
                 value = fallback.get(attr)
                 row[attr] = default if value is None else value
-        row["sex"] = str(row["sex"])[:8]
+        try:
+            check_row("Subject", row, study_dir / "participants.tsv")
+        except IngestError as err:
+            # a subject row that cannot go in takes its sessions, scans and implants with it
+            err.reason = f"sub-{sub}: {err.reason}"
+            err.args = (err._message(),)
+            errors.append(err)
+            records.sessions = [r for r in records.sessions if r["subject"] != sub]
+            records.scans = [r for r in records.scans if r.key["subject"] != sub]
+            implants = {k: v for k, v in implants.items() if k[0] != sub}
+            continue
         records.subjects.append(row)
     records.probe_types = [
         {k: p[k] for k in ("probe_type", "manufacturer", "probe_description", "n_electrodes")} for p in probes.values()
@@ -228,7 +293,7 @@ def _with_layout_runs(reader, sub, ses, runs):
             yield prefix, {}
 
 
-def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors, reader):
+def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors, reader, inside):
     """(ScanRecords, NWB extras) for one run, or None with ``errors`` filled."""
     func, ecephys = (
         study_dir / f"sub-{sub}" / f"ses-{ses}" / "func",
@@ -236,15 +301,29 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     )
     ents, _, _ = parse_entities(prefix + "_x")
     bold_path, nwb_path = files.get("bold"), files.get("ecephys")
+    where = bold_path or nwb_path
     try:
         run = int(ents.get("run", "1"))
+        check_value("Scan", "run", run, where, field="run")
+    except IngestError as err:  # before ValueError, which it is
+        errors.append(err)
+        return None
     except ValueError:
-        errors.append(IngestError(bold_path or nwb_path, "run", f"{ents['run']!r} is not a run number"))
+        errors.append(IngestError(where, "run", f"{ents['run']!r} is not a run number"))
         return None
     key = {"subject": sub, "session": ses, "run": run}
+    for kind, path in files.items():
+        if kind in ("bold", "sidecar", "ecephys", "motion") or reader.name == "bids":
+            try:
+                inside.check(path)
+            except IngestError as err:
+                errors.append(err)
+    if errors:
+        return None
 
     sidecar = header = motion = motion_source = None
-    motion_path = files.get("motion", func / f"{prefix}_motion.tsv")
+    bold_id = {}
+    motion_path = files.get("motion")
     if bold_path is None:
         expected = files.get("bold_expected", func / f"{prefix}_bold.nii.gz")  # where the layout looked
         errors.append(IngestError(expected, "file", f"missing: {nwb_path.name} has no BOLD run"))
@@ -253,6 +332,8 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         try:
             own = files.get("sidecar_derived") or files.get("sidecar", func / f"{prefix}_bold.json")
             sidecar, chain = read_sidecar(study_dir, own)
+            for path in chain:
+                inside.check(path)
             t_r = float(sidecar["RepetitionTime"])
         except IngestError as err:
             errors.append(err)
@@ -262,10 +343,30 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
             errors.append(err)
         if sidecar is not None and header is not None:
             _check_slice_timing(sidecar, chain, header, t_r, errors)
-        if not motion_path.exists():
+        if header is not None:
+            try:  # every voxel decoded, in the pass that hashes the file
+                bold_id = _bold_identity(bold_path, atlas["brain_mask"], checksums)
+            except IngestError as err:
+                errors.append(err)
+        ambiguous = False
+        if motion_path is None:
+            motion_path, candidates = find_confounds(study_dir, sub, ses, prefix)
+            if len(candidates) > 1:
+                names = ", ".join(p.relative_to(study_dir).as_posix() for p in candidates)
+                reason = f"{len(candidates)} head-motion tables for one run: {names}"
+                errors.append(IngestError(candidates[0], "file", reason))
+                ambiguous = True
+        if motion_path is None:
+            if not ambiguous:
+                expected = f"derivatives/<pipeline>/sub-{sub}/ses-{ses}/func/{prefix}{CONFOUNDS_SUFFIX}"
+                errors.append(
+                    IngestError(bold_path, "motion", f"missing: no head-motion estimates of this run ({expected})")
+                )
+        elif not Path(motion_path).exists():
             errors.append(IngestError(motion_path, "file", "missing (realignment parameters of the BOLD run)"))
         elif header is not None:
             try:
+                inside.check(motion_path)
                 motion, motion_source = reader.read_motion(motion_path, header["shape"][3], files)
             except IngestError as err:
                 errors.append(err)
@@ -302,10 +403,11 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
                         f"= {n_volumes * n_slices}",
                     )
                 )
+        _check_nwb_limits(nwb_path, nwb, errors)
     if errors:
         return None
     try:  # taken last, so that a file written while it was validated is caught
-        bold_id, nwb_id = _fingerprint("bold", bold_path, checksums), _fingerprint("nwb", nwb_path, checksums)
+        nwb_id = _fingerprint("nwb", nwb_path, checksums)
     except IngestError as err:
         errors.append(err)
         return None
@@ -328,13 +430,91 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     }
     lfp = {**key, **nwb["lfp"], **nwb_id}
     channels = [{**key, "subject": sub, **c} for c in nwb["channels"]]
+    try:
+        check_row("FMRIRun", fmri, bold_path, fields={"bold_path": "file", "motion_path": "file"})
+        check_row("LFPRecording", lfp, nwb_path, fields={"nwb_path": "file"})
+    except IngestError as err:
+        errors.append(err)
+        return None
     scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp, channels=channels)
     return scan, nwb
+
+
+def _bold_identity(bold_path, brain_mask, checksums: bool) -> dict:
+    """The BOLD run's SHA-256, size and mtime, taken in the one pass that decodes every voxel."""
+    before = os.stat(bold_path)
+    digest = check_bold_samples(bold_path, brain_mask, checksum=checksums)
+    after = os.stat(bold_path)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise IngestError(bold_path, "file", "changed while it was being read; ingest again once nothing writes to it")
+    return {"bold_sha256": digest, "bold_size": int(before.st_size), "bold_mtime_ns": int(before.st_mtime_ns)}
 
 
 def _fingerprint(role: str, path, checksums: bool) -> dict:
     """``<role>_sha256``, ``<role>_size``, ``<role>_mtime_ns``: what populate checks the file against."""
     return {f"{role}_{k}": v for k, v in fingerprint(path, checksum=checksums).items()}
+
+
+def _check_nwb_limits(path, nwb, errors):
+    """The NWB file's names and numbers against the columns they go into."""
+    try:
+        check_row("LFPRecording", nwb["lfp"], path)
+        for c in nwb["channels"]:
+            check_row("LFPRecording.Channel", c, path, fields={"channel": "ElectricalSeries/data"})
+        for region, implant in nwb["implants"].items():
+            check_value("Region", "region", region, path, field="electrodes/location")
+            check_row("Implant", implant, path, fields={"hemisphere": "electrodes/hemisphere"})
+        for name, probe in nwb["probe_types"].items():
+            check_row("ProbeType", {**probe, "probe_type": name}, path, fields={"probe_type": "devices"})
+            for e in probe["electrodes"]:
+                check_value("ProbeType.Electrode", "electrode", e, path, field="electrodes")
+    except IngestError as err:
+        errors.append(err)
+
+
+def _sex(value):
+    text = str(value).strip()
+    return {"male": "M", "m": "M", "female": "F", "f": "F"}.get(text.lower(), text)
+
+
+def _check_subject(sub, nwb, row, first_nwb, errors):
+    """An NWB file's subject must not contradict participants.tsv, nor the subject's earlier NWB files."""
+    path = Path(nwb["lfp"]["nwb_path"])
+    here = nwb["subject"]
+    for attr in _SUBJECT_FIXED:
+        value = here.get(attr)
+        if value is None:
+            continue
+        norm = _sex if attr == "sex" else (lambda v: str(v).strip())
+        if row.get(attr) is not None:
+            other, source = row[attr], "participants.tsv says"
+        elif first_nwb and first_nwb.get(attr) is not None:
+            other, source = first_nwb[attr], "an earlier NWB file of the subject says"
+        else:
+            continue
+        if norm(other) != norm(value):
+            errors.append(IngestError(path, f"subject/{attr}", f"{value!r} here but {source} {other!r} for sub-{sub}"))
+
+
+class _Inside:
+    """Refuses files that are symbolic links out of the study folder (unless told to follow them)."""
+
+    def __init__(self, study_dir: Path, follow: bool):
+        self.root = study_dir.resolve()
+        self.follow = follow
+
+    def check(self, path: Path) -> None:
+        path = Path(path)
+        if self.follow or not (path.exists() or path.is_symlink()):
+            return
+        target = path.resolve()
+        if target != self.root and self.root not in target.parents:
+            raise IngestError(
+                path,
+                "file",
+                f"a symbolic link to {target}, outside the study folder; ingest with --follow-symlinks "
+                "(follow_symlinks=True) to read it",
+            )
 
 
 def _check_slice_timing(sidecar, chain, header, t_r, errors):

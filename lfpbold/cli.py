@@ -250,7 +250,17 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="Only the summary and 
 _verbose = click.option("-v", "--verbose", is_flag=True, help="Every table and scan, and each error in full.")
 
 
-def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_root=None, verbosity=0, **layout):
+def _ingest(
+    ctx,
+    study_dir,
+    checksums=True,
+    replace=False,
+    dry_run=False,
+    data_root=None,
+    verbosity=0,
+    follow_symlinks=False,
+    **layout,
+):
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
@@ -263,6 +273,7 @@ def _ingest(ctx, study_dir, checksums=True, replace=False, dry_run=False, data_r
             dry_run=dry_run,
             data_root=data_root,
             progress=bar,
+            follow_symlinks=follow_symlinks,
             **layout,
         )
     finally:
@@ -331,11 +342,25 @@ _DATA_ROOT_HELP = (
     default=None,
     help="TSV (region, alias) adding names for regions (default table + STUDY_DIR/code/region_aliases.tsv).",
 )
+@click.option(
+    "--follow-symlinks", is_flag=True, help="Read files that are symbolic links out of STUDY_DIR (refused by default)."
+)
 @_quiet
 @_verbose
 @click.pass_context
 def ingest(
-    ctx, study_dir, no_checksums, replace, dry_run, data_root, layout, derivatives, region_aliases, quiet, verbose
+    ctx,
+    study_dir,
+    no_checksums,
+    replace,
+    dry_run,
+    data_root,
+    layout,
+    derivatives,
+    region_aliases,
+    follow_symlinks,
+    quiet,
+    verbose,
 ):
     """Validate STUDY_DIR and insert its subjects, sessions, implants and scans."""
     from lfpbold.ingest import IngestError
@@ -353,6 +378,7 @@ def ingest(
             derivatives=derivatives,
             region_aliases=region_aliases,
             verbosity=verbosity,
+            follow_symlinks=follow_symlinks,
         )
     except IngestError as err:
         raise click.ClickException(str(err)) from None

@@ -15,6 +15,8 @@ __all__ = [
     "MOTION_COLUMNS",
     "BAND_FIGURES",
     "RODENT_P",
+    "COLUMN_LIMITS",
+    "INT32_MAX",
 ]
 
 #: The five named LFP bands of the reference study (Hz), in display order.
@@ -49,6 +51,26 @@ STATES: tuple[str, ...] = tuple(STATE_DESCRIPTIONS)
 
 #: Realignment parameters, in this order: translations (mm), then rotations (radians).
 MOTION_COLUMNS: tuple[str, ...] = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+
+#: The acquisition tables' text widths (characters) and integer columns, declared once:
+#: ``schemas/acquisition.py`` builds its definitions from these numbers and ingest checks every
+#: value against them before inserting, so an overlong label is an error naming the field and the
+#: limit instead of a database traceback half-way through a study. ``"int32"`` marks an integer column.
+COLUMN_LIMITS: dict[str, dict[str, int | str]] = {
+    "Region": {"region": 16, "region_name": 128},
+    "Subject": {"subject": 32, "species": 64, "strain": 64, "sex": 8, "age": 16},
+    "Session": {"session": 32, "session_dir": 1024},
+    "ProbeType": {"probe_type": 32, "manufacturer": 64, "probe_description": 255, "n_electrodes": "int32"},
+    "ProbeType.Electrode": {"electrode": "int32"},
+    "Implant": {"hemisphere": 8},
+    "Atlas": {"atlas": 64, "atlas_dir": 1024},
+    "Atlas.ROI": {"roi_path": 1024},
+    "Scan": {"run": "int32"},
+    "FMRIRun": {"bold_path": 1024, "motion_path": 1024},
+    "LFPRecording": {"nwb_path": 1024, "series_path": 255, "series_object_id": 64, "n_channels": "int32"},
+    "LFPRecording.Channel": {"channel": "int32", "electrode": "int32"},
+}
+INT32_MAX = 2**31 - 1
 
 #: SPM ``spm_hrf`` parameters of the reference study (rodent, Tong et al. 2019): response peak near 3 s.
 RODENT_P: tuple[float, ...] = (4.0, 4.0, 1.0, 1.0, 6.0, 0.0, 32.0)

@@ -142,6 +142,7 @@ def ingest_study(
     derivatives: str | Path | None = None,
     region_aliases: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    follow_symlinks: bool = False,
 ) -> IngestReport:
     """Validate a study folder and insert what is new; a bad scan is reported and not inserted.
 
@@ -150,7 +151,9 @@ def ingest_study(
     file), unless ``replace``: then the scan's rows and every row derived from them are deleted
     and the new files ingested, in one transaction (the scan's parameter-set selections are kept).
     Every new scan is selected for the study's parameter sets (0), so ``populate`` computes the
-    study's analysis for it; :func:`select` adds other combinations.
+    study's analysis for it; :func:`select` adds other combinations. Each scan goes in whole (in
+    one transaction) or not at all, and a scan the database refuses is reported without stopping
+    the scans after it.
 
     Parameters
     ----------
@@ -165,6 +168,8 @@ def ingest_study(
     progress : callable, optional
         ``progress(done, total)``, called after each scan is inserted or skipped (the CLI draws a
         progress bar with it).
+    follow_symlinks : bool
+        Read files linked from outside the study folder (refused by default).
     """
     from lfpbold import integrity
     from lfpbold.ingest import IngestError, read_study
@@ -176,7 +181,12 @@ def ingest_study(
     except ValueError as err:
         raise IngestError(study_dir, "data root", str(err).split(": ", 1)[1]) from None
     records = read_study(
-        study_dir, checksums=checksums, layout=layout, derivatives=derivatives, region_aliases=region_aliases
+        study_dir,
+        checksums=checksums,
+        layout=layout,
+        derivatives=derivatives,
+        region_aliases=region_aliases,
+        follow_symlinks=follow_symlinks,
     )
     _store_relative(records, root)
     report = IngestReport(errors=list(records.errors), data_root=root, dry_run=dry_run)
@@ -221,21 +231,28 @@ def ingest_study(
     done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
     tick(done, total)
     for scan in new + changed:
-        with conn.transaction:
-            selections = [dict(DEFAULT_COMBINATION)]
-            if id(scan) in replacing:
-                selections = (params.AnalysisSelection & scan.key).proj().to_dicts()
-                counts = _cascade_counts(scan.key)
-                (acq.Scan & scan.key).delete(prompt=False)  # inside this transaction: undone if the insert fails
-                report.replaced.append((scan.key, counts))
-            acq.Scan.insert1(scan.scan)
-            # databases made before size and mtime were kept lack those columns; SHA-256 alone checks their files
-            acq.FMRIRun.insert1(scan.fmri, ignore_extra_fields=True)
-            acq.LFPRecording.insert1(scan.lfp, ignore_extra_fields=True)
-            acq.LFPRecording.Channel.insert(scan.channels)
-            params.AnalysisSelection.insert(
-                [dict(s, **scan.key) for s in selections] or [dict(scan.key, **DEFAULT_COMBINATION)]
-            )
+        try:
+            with conn.transaction:
+                selections = [dict(DEFAULT_COMBINATION)]
+                if id(scan) in replacing:
+                    selections = (params.AnalysisSelection & scan.key).proj().to_dicts()
+                    counts = _cascade_counts(scan.key)
+                    (acq.Scan & scan.key).delete(prompt=False)  # inside this transaction: undone if the insert fails
+                acq.Scan.insert1(scan.scan)
+                # databases made before size and mtime were kept lack those columns; SHA-256 alone checks their files
+                acq.FMRIRun.insert1(scan.fmri, ignore_extra_fields=True)
+                acq.LFPRecording.insert1(scan.lfp, ignore_extra_fields=True)
+                acq.LFPRecording.Channel.insert(scan.channels)
+                params.AnalysisSelection.insert(
+                    [dict(s, **scan.key) for s in selections] or [dict(scan.key, **DEFAULT_COMBINATION)]
+                )
+        except Exception as exc:  # noqa: BLE001 - rolled back: none of the scan's rows stay; the next scan goes on
+            report.errors.append(IngestError(scan.fmri["bold_path"], "database", f"scan not inserted ({exc})"))
+            done += 1
+            tick(done, total)
+            continue
+        if id(scan) in replacing:
+            report.replaced.append((scan.key, counts))
         if id(scan) not in replacing:
             report.inserted.append(scan.key)
         done += 1

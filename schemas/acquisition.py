@@ -7,9 +7,14 @@ modification time, and the metadata needed to read them back lazily.
 
 import datajoint as dj
 
-from lfpbold.constants import STATE_DESCRIPTIONS
+from lfpbold.constants import COLUMN_LIMITS, STATE_DESCRIPTIONS
 
 schema = dj.Schema()
+
+
+def _width(table: str, column: str) -> int:
+    # one place for the widths ingest checks values against (lfpbold.constants.COLUMN_LIMITS)
+    return COLUMN_LIMITS[table][column]
 
 
 @schema
@@ -25,11 +30,11 @@ class State(dj.Lookup):
 
 @schema
 class Region(dj.Lookup):
-    definition = """
+    definition = f"""
     # brain region targeted by an implant
-    region : varchar(16)
+    region : varchar({_width("Region", "region")})
     ---
-    region_name : varchar(128)
+    region_name : varchar({_width("Region", "region_name")})
     """
     contents = [
         {"region": "ACC", "region_name": "anterior cingulate cortex"},
@@ -39,39 +44,39 @@ class Region(dj.Lookup):
 
 @schema
 class Subject(dj.Manual):
-    definition = """
+    definition = f"""
     # one animal
-    subject : varchar(32)
+    subject : varchar({_width("Subject", "subject")})
     ---
-    species = 'Rattus norvegicus' : varchar(64)
-    strain = '' : varchar(64)
-    sex = 'U' : varchar(8)
-    age = '' : varchar(16)              # ISO 8601 duration, e.g. P90D
+    species = 'Rattus norvegicus' : varchar({_width("Subject", "species")})
+    strain = '' : varchar({_width("Subject", "strain")})
+    sex = 'U' : varchar({_width("Subject", "sex")})
+    age = '' : varchar({_width("Subject", "age")})              # ISO 8601 duration, e.g. P90D
     weight_g = null : float64
     """
 
 
 @schema
 class Session(dj.Manual):
-    definition = """
+    definition = f"""
     # one imaging session of one animal, in one brain state
     -> Subject
-    session : varchar(32)
+    session : varchar({_width("Session", "session")})
     ---
     -> State
     session_datetime : datetime
-    session_dir : varchar(1024)         # folder holding the session's files
+    session_dir : varchar({_width("Session", "session_dir")})         # folder holding the session's files
     """
 
 
 @schema
 class ProbeType(dj.Manual):
-    definition = """
+    definition = f"""
     # a model of recording probe
-    probe_type : varchar(32)
+    probe_type : varchar({_width("ProbeType", "probe_type")})
     ---
-    manufacturer = '' : varchar(64)
-    probe_description = '' : varchar(255)
+    manufacturer = '' : varchar({_width("ProbeType", "manufacturer")})
+    probe_description = '' : varchar({_width("ProbeType", "probe_description")})
     n_electrodes : int32
     """
 
@@ -87,13 +92,13 @@ class ProbeType(dj.Manual):
 
 @schema
 class Implant(dj.Manual):
-    definition = """
+    definition = f"""
     # a probe implanted in one region of one animal
     -> Subject
     -> Region
     ---
     -> ProbeType
-    hemisphere : varchar(8)            # left | right
+    hemisphere : varchar({_width("Implant", "hemisphere")})            # left | right
     ap_mm : float64                    # from bregma, anterior positive
     ml_mm : float64                    # from midline, right positive
     dv_mm : float64                    # from brain surface, ventral negative
@@ -102,9 +107,9 @@ class Implant(dj.Manual):
 
 @schema
 class Atlas(dj.Manual):
-    definition = """
+    definition = f"""
     # the template space every run is registered to, with its tissue masks
-    atlas : varchar(64)
+    atlas : varchar({_width("Atlas", "atlas")})
     ---
     shape : json                       # [X, Y, Z]
     voxel_size_mm : json               # [dx, dy, dz]
@@ -113,19 +118,18 @@ class Atlas(dj.Manual):
     wm_mask : <blob>                   # bool (X, Y, Z)
     ventricle_mask : <blob>            # bool (X, Y, Z)
     n_brain_voxels : int32
-    atlas_dir : varchar(1024)
-    template = null : <blob>           # float32 (X, Y, Z) anatomical image figures draw over; null: none
+    atlas_dir : varchar({_width("Atlas", "atlas_dir")})
     """
 
     class ROI(dj.Part):
-        definition = """
+        definition = f"""
         # voxels around the electrode tip of one region
         -> master
         -> Region
         ---
         roi_mask : <blob>              # bool (X, Y, Z)
         n_voxels : int32
-        roi_path : varchar(1024)
+        roi_path : varchar({_width("Atlas.ROI", "roi_path")})
         """
 
 
@@ -142,11 +146,11 @@ class Scan(dj.Manual):
 
 @schema
 class FMRIRun(dj.Manual):
-    definition = """
+    definition = f"""
     # the scan's BOLD run; voxels stay in the NIfTI file
     -> Scan
     ---
-    bold_path : varchar(1024)          # relative to the data root (absolute in older rows)
+    bold_path : varchar({_width("FMRIRun", "bold_path")})
     bold_sha256 : char(64)
     bold_size = null : int64           # bytes at ingest (null in databases made before it was kept)
     bold_mtime_ns = null : int64       # modification time at ingest, ns since the epoch
@@ -156,24 +160,21 @@ class FMRIRun(dj.Manual):
     affine : <blob>                    # 4x4
     slice_timing = null : <blob>       # seconds from volume onset, one per slice
     motion : <blob>                    # (n_volumes, 6): trans x,y,z mm; rot x,y,z rad
-    motion_path : varchar(1024)
-    motion_source = null : json        # motion file as written: format, columns, units; the tool's own FD
+    motion_path : varchar({_width("FMRIRun", "motion_path")})
     sidecar : json                     # the sidecar after BIDS inheritance
     """
 
 
 @schema
 class LFPRecording(dj.Manual):
-    definition = """
+    definition = f"""
     # the scan's raw LFP; samples stay in the NWB file
     -> Scan
     ---
-    nwb_path : varchar(1024)           # relative to the data root (absolute in older rows)
+    nwb_path : varchar({_width("LFPRecording", "nwb_path")})
     nwb_sha256 : char(64)
-    nwb_size = null : int64            # bytes at ingest (null in databases made before it was kept)
-    nwb_mtime_ns = null : int64        # modification time at ingest, ns since the epoch
-    series_path : varchar(255)         # e.g. acquisition/ElectricalSeries
-    series_object_id : varchar(64)     # NWB object_id of the series
+    series_path : varchar({_width("LFPRecording", "series_path")})         # e.g. acquisition/ElectricalSeries
+    series_object_id : varchar({_width("LFPRecording", "series_object_id")})     # NWB object_id of the series
     sampling_rate : float64            # Hz
     n_samples : int64
     n_channels : int32

@@ -1,5 +1,9 @@
 """Tiny study folders for the ingest tests, written with pynwb/nibabel to the layout contract,
 with knobs for every bad-input variant the readers must catch.
+
+``make_study`` writes the BIDS-valid layout (atlas as a template in ``derivatives/atlas``, head
+motion as fMRIPrep-style confounds in ``derivatives/realign``) or, with ``layout="old"``, the
+layout lfpbold wrote before (``atlas/``, ``func/*_motion.tsv``), which ingest still reads.
 """
 
 from __future__ import annotations
@@ -15,6 +19,35 @@ SHAPE = (4, 5, 3)  # X, Y, Z (3 slices)
 AFFINE = np.array([[2.0, 0, 0, -4.0], [0, 2.0, 0, -5.0], [0, 0, 2.5, -3.0], [0, 0, 0, 1]])
 IMPLANTS = {"ACC": (1.5, 0.5, -2.8, "right"), "M1": (3.2, -3.0, -2.8, "left")}
 MOTION_HEADER = "trans_x\ttrans_y\ttrans_z\trot_x\trot_y\trot_z"
+TEMPLATE = "tiny"
+ATLAS_DIR = f"derivatives/atlas/tpl-{TEMPLATE}/anat"
+CONFOUNDS = "_desc-confounds_timeseries.tsv"
+
+
+def atlas_file(kind: str, layout: str = "bids") -> str:
+    """Study-relative path of an atlas file: kind is "brain", "wm", "ventricles" or a region."""
+    if layout == "old":
+        tissue = kind in ("brain", "wm", "ventricles")
+        return f"atlas/atlas_desc-{kind}_mask.nii.gz" if tissue else f"atlas/atlas_desc-{kind}_roi.nii.gz"
+    if kind in ("brain", "wm", "ventricles"):
+        return f"{ATLAS_DIR}/tpl-{TEMPLATE}_desc-{kind}_mask.nii.gz"
+    return f"{ATLAS_DIR}/tpl-{TEMPLATE}_label-{kind}_mask.nii.gz"
+
+
+def confounds_file(sub: str, ses: str, run: int) -> str:
+    """Study-relative path of a run's confounds table."""
+    return f"derivatives/realign/sub-{sub}/ses-{ses}/func/sub-{sub}_ses-{ses}_task-rest_run-{run}{CONFOUNDS}"
+
+
+def derivative(root: Path, name: str) -> Path:
+    folder = root / "derivatives" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset_description.json").write_text(
+        json.dumps(
+            {"Name": name, "BIDSVersion": "1.10.0", "DatasetType": "derivative", "GeneratedBy": [{"Name": "tests"}]}
+        )
+    )
+    return folder
 
 
 def write_nifti(path, data, affine=AFFINE, t_r=None):
@@ -27,10 +60,17 @@ def write_nifti(path, data, affine=AFFINE, t_r=None):
     nib.save(img, str(path))
 
 
-def write_atlas(root: Path, regions=("ACC", "M1"), name="tiny-atlas", ext=".nii.gz"):
-    atlas = root / "atlas"
-    atlas.mkdir(parents=True, exist_ok=True)
-    (atlas / "atlas.json").write_text(json.dumps({"Name": name, "VoxelSize": [2.0, 2.0, 2.5], "Space": "tiny"}))
+def write_atlas(root: Path, regions=("ACC", "M1"), name="tiny-atlas", ext=".nii.gz", layout="bids"):
+    meta = json.dumps({"Name": name, "VoxelSize": [2.0, 2.0, 2.5], "Space": "tiny"})
+    if layout == "old":
+        atlas = root / "atlas"
+        atlas.mkdir(parents=True, exist_ok=True)
+        (atlas / "atlas.json").write_text(meta)
+    else:
+        derivative(root, "atlas")
+        atlas = root / ATLAS_DIR
+        atlas.mkdir(parents=True, exist_ok=True)
+        (atlas / f"tpl-{TEMPLATE}_desc-brain_mask.json").write_text(meta)
     brain = np.zeros(SHAPE, np.uint8)
     brain[1:3, 1:4, :] = 1
     wm = np.zeros(SHAPE, np.uint8)
@@ -39,12 +79,12 @@ def write_atlas(root: Path, regions=("ACC", "M1"), name="tiny-atlas", ext=".nii.
     vent[2, 2, 1] = 1
     masks = {"brain": brain, "wm": wm, "ventricles": vent}
     for desc, m in masks.items():
-        write_nifti(atlas / f"atlas_desc-{desc}_mask{ext}", m)
+        write_nifti(root / atlas_file(desc, layout).replace(".nii.gz", ext), m)
     rois = {}
     for i, region in enumerate(regions):
         roi = np.zeros(SHAPE, np.uint8)
         roi[1 + i % 2, 1:3, 1] = 1
-        write_nifti(atlas / f"atlas_desc-{region}_roi{ext}", roi)
+        write_nifti(root / atlas_file(region, layout).replace(".nii.gz", ext), roi)
         rois[region] = roi.astype(bool)
     return {"brain": brain.astype(bool), "wm": wm.astype(bool), "ventricles": vent.astype(bool), "rois": rois}
 
@@ -228,6 +268,7 @@ def make_study(
     n_slices=3,
     run_sidecar=True,
     nwb_options=None,
+    layout="bids",
 ):
     """A complete tiny study under ``root``; returns {(sub, ses, run): what was written}.
 
@@ -238,9 +279,18 @@ def make_study(
     (root / "dataset_description.json").write_text(
         json.dumps({"Name": "tiny study", "BIDSVersion": "1.9.0", "DatasetType": "raw"})
     )
-    lines = ["participant_id\tspecies\tstrain\tsex\tage\tweight_g"]
-    for i, sub in enumerate(subjects):
-        lines.append(f"sub-{sub}\tRattus norvegicus\tLong-Evans\tM\tP9{i}D\t{350 + i}")
+    if layout == "old":
+        lines = ["participant_id\tspecies\tstrain\tsex\tage\tweight_g"]
+        for i, sub in enumerate(subjects):
+            lines.append(f"sub-{sub}\tRattus norvegicus\tLong-Evans\tM\tP9{i}D\t{350 + i}")
+    else:
+        lines = ["participant_id\tspecies\tstrain\tsex\tage\tweight"]
+        for i, sub in enumerate(subjects):
+            lines.append(f"sub-{sub}\tRattus norvegicus\tLong-Evans\tM\t9{i}\t{350 + i}")
+        (root / "participants.json").write_text(
+            json.dumps({"age": {"Description": "age", "Units": "d"}, "weight": {"Description": "weight", "Units": "g"}})
+        )
+        derivative(root, "realign")
     (root / "participants.tsv").write_text("\n".join(lines) + "\n")
     slice_timing = [i * t_r / n_slices for i in range(n_slices)]
     (root / "task-rest_bold.json").write_text(
@@ -254,7 +304,7 @@ def make_study(
             }
         )
     )
-    atlas = write_atlas(root, regions)
+    atlas = write_atlas(root, regions, layout=layout)
     written = {"atlas": atlas, "scans": {}}
     rng = np.random.default_rng(1)
     for sub in subjects:
@@ -276,9 +326,20 @@ def make_study(
                     json.dumps({"RepetitionTime": t_r, "SliceTiming": slice_timing})
                 )
             motion = rng.standard_normal((n_volumes, 6)) * 0.01
-            np.savetxt(
-                func / f"{prefix}_motion.tsv", motion, delimiter="\t", header=MOTION_HEADER, comments="", fmt="%.6f"
-            )
+            if layout == "old":
+                motion_path = func / f"{prefix}_motion.tsv"
+                header = MOTION_HEADER
+                table = motion
+            else:
+                motion_path = root / confounds_file(sub, session, run)
+                motion_path.parent.mkdir(parents=True, exist_ok=True)
+                header = "global_signal\t" + MOTION_HEADER + "\tframewise_displacement"
+                table = np.column_stack([rng.standard_normal(n_volumes), motion, np.abs(motion).sum(axis=1)])
+            np.savetxt(motion_path, table, delimiter="\t", header=header, comments="", fmt="%.6f")
+            if layout != "old":  # fMRIPrep writes n/a for the first volume's FD
+                lines = motion_path.read_text().splitlines()
+                lines[1] = "\t".join(lines[1].split("\t")[:-1] + ["n/a"])
+                motion_path.write_text("\n".join(lines) + "\n")
             opts = dict(
                 sub=sub,
                 ses=session,
@@ -295,7 +356,7 @@ def make_study(
                 "bold": func / f"{prefix}_bold.nii.gz",
                 "bold_data": bold,
                 "motion": np.round(motion, 6),
-                "motion_path": func / f"{prefix}_motion.tsv",
+                "motion_path": motion_path,
                 "sidecar": func / f"{prefix}_bold.json",
                 "nwb": ecephys / f"{prefix}_ecephys.nwb",
                 **nwb,

@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_fixtures import AFFINE, IMPLANTS, SHAPE, make_study, write_nifti, write_nwb  # noqa: E402
+from ingest_fixtures import (  # noqa: E402
+    AFFINE,
+    IMPLANTS,
+    SHAPE,
+    atlas_file,
+    confounds_file,
+    make_study,
+    write_nifti,
+    write_nwb,
+)
 
 from lfpbold.ingest import IngestError, read_bold, read_lfp, read_study, sha256  # noqa: E402
 from lfpbold.ingest import nwb as nwb_module  # noqa: E402
@@ -27,6 +36,8 @@ ALL_KEYS = {("01", SES, 1), ("01", SES, 2), ("02", SES, 1), ("02", SES, 2)}
 
 def rel(key, kind):
     sub, ses, run = key
+    if kind == "motion.tsv":  # the run's head-motion estimates: a confounds table in derivatives/
+        return confounds_file(sub, ses, run)
     prefix = f"sub-{sub}_ses-{ses}_task-rest_run-{run}"
     folder = "ecephys" if kind == "ecephys.nwb" else "func"
     return f"sub-{sub}/ses-{ses}/{folder}/{prefix}_{kind}"
@@ -279,8 +290,8 @@ def test_motion_missing_wrong_columns_wrong_rows(study):
     )
     records = read_study(study)
     bad = [missing, columns, rows]
-    only_bad(records, bad, rel(missing, "motion.tsv"), "file", "missing")
-    only_bad(records, bad, rel(columns, "motion.tsv"), "columns", "found 5")
+    only_bad(records, bad, rel(missing, "bold.nii.gz"), "motion", "missing: no head-motion estimates")
+    only_bad(records, bad, rel(columns, "motion.tsv"), "columns", "missing rot_z")
     only_bad(records, bad, rel(rows, "motion.tsv"), "rows", "11 rows but the BOLD run has 12 volumes")
 
 
@@ -475,18 +486,18 @@ def test_no_participants_raises(study):
 
 def test_missing_brain_mask_raises(study):
     make_study(study, subjects=("01",), runs=(1,))
-    (study / "atlas" / "atlas_desc-brain_mask.nii.gz").unlink()
+    (study / atlas_file("brain")).unlink()
     with pytest.raises(IngestError) as exc:
         read_study(study)
-    assert (exc.value.path, exc.value.field) == ("atlas/atlas_desc-brain_mask.nii.gz", "file")
+    assert (exc.value.path, exc.value.field) == (atlas_file("brain"), "file")
 
 
 def test_unreadable_atlas_raises(study):
     make_study(study, subjects=("01",), runs=(1,))
-    (study / "atlas" / "atlas_desc-wm_mask.nii.gz").write_bytes(b"not a nifti")
+    (study / atlas_file("wm")).write_bytes(b"not a nifti")
     with pytest.raises(IngestError) as exc:
         read_study(study)
-    assert (exc.value.path, exc.value.field) == ("atlas/atlas_desc-wm_mask.nii.gz", "file")
+    assert (exc.value.path, exc.value.field) == (atlas_file("wm"), "file")
     assert "NIfTI" in exc.value.reason
 
 

@@ -29,6 +29,8 @@ pynwb = pytest.importorskip("pynwb")
 
 SMALL = SIZES["small"]
 STEM = "sub-01_ses-{ses}_task-rest_run-{run}"
+ATLAS = "derivatives/atlas/tpl-simrat/anat/tpl-simrat"
+CONFOUNDS = "_desc-confounds_timeseries.tsv"
 
 
 def _tsv(path):
@@ -73,16 +75,23 @@ def test_layout_files_exist(study):
     expected = [
         "dataset_description.json",
         "participants.tsv",
+        "participants.json",
+        "sessions.json",
+        "README",
+        ".bidsignore",
         "task-rest_bold.json",
         "ground_truth.json",
-        "atlas/atlas.json",
-        "atlas/atlas_desc-brain_mask.nii.gz",
-        "atlas/atlas_desc-wm_mask.nii.gz",
-        "atlas/atlas_desc-ventricles_mask.nii.gz",
-        "atlas/atlas_desc-ACC_roi.nii.gz",
-        "atlas/atlas_desc-M1_roi.nii.gz",
-        "atlas/truth_desc-ACC_network.nii.gz",
-        "atlas/truth_desc-M1_network.nii.gz",
+        "derivatives/atlas/dataset_description.json",
+        f"{ATLAS}_desc-brain_mask.json",
+        f"{ATLAS}_desc-brain_mask.nii.gz",
+        f"{ATLAS}_desc-wm_mask.nii.gz",
+        f"{ATLAS}_desc-ventricles_mask.nii.gz",
+        f"{ATLAS}_label-ACC_mask.nii.gz",
+        f"{ATLAS}_label-M1_mask.nii.gz",
+        "truth/truth_desc-ACC_network.nii.gz",
+        "truth/truth_desc-M1_network.nii.gz",
+        "derivatives/realign/dataset_description.json",
+        "derivatives/realign/.bidsignore",
         "sub-01/sub-01_sessions.tsv",
     ]
     for ses in ("sedated01", "awake01"):
@@ -90,8 +99,8 @@ def test_layout_files_exist(study):
             stem = STEM.format(ses=ses, run=run)
             expected += [
                 f"sub-01/ses-{ses}/func/{stem}_bold.nii.gz",
-                f"sub-01/ses-{ses}/func/{stem}_bold.json",
-                f"sub-01/ses-{ses}/func/{stem}_motion.tsv",
+                f"derivatives/realign/sub-01/ses-{ses}/func/{stem}_desc-confounds_timeseries.tsv",
+                f"derivatives/realign/sub-01/ses-{ses}/func/{stem}_desc-confounds_timeseries.json",
                 f"sub-01/ses-{ses}/ecephys/{stem}_ecephys.nwb",
             ]
     missing = [p for p in expected if not (study / p).is_file()]
@@ -102,35 +111,37 @@ def test_layout_files_exist(study):
 
 def test_metadata_files(study):
     desc = json.loads((study / "dataset_description.json").read_text())
-    assert desc["BIDSVersion"] == "1.9.0" and desc["DatasetType"] == "raw"
+    assert desc["BIDSVersion"] == "1.10.0" and desc["DatasetType"] == "raw"
+    for name in ("atlas", "realign"):
+        deriv = json.loads((study / "derivatives" / name / "dataset_description.json").read_text())
+        assert deriv["DatasetType"] == "derivative" and deriv["GeneratedBy"][0]["Name"] == "lfpbold simulate"
     assert desc["GeneratedBy"][0]["Name"] == "lfpbold simulate"
     top = json.loads((study / "task-rest_bold.json").read_text())
     assert top["TaskName"] == "rest" and top["RepetitionTime"] == 1.0
     assert top["EchoTime"] == 0.015 and top["MagneticFieldStrength"] == 7
     assert np.allclose(top["SliceTiming"], np.arange(SMALL.n_slices) / SMALL.n_slices)
-    run_json = study / "sub-01/ses-awake01/func" / (STEM.format(ses="awake01", run=2) + "_bold.json")
-    run = json.loads(run_json.read_text())
-    assert run["RepetitionTime"] == 1.0 and run["SliceTiming"] == top["SliceTiming"]
+    assert not (study / "sub-01/ses-awake01/func" / (STEM.format(ses="awake01", run=2) + "_bold.json")).exists()
     (part,) = _tsv(study / "participants.tsv")
     assert part["participant_id"] == "sub-01" and part["species"] == "Rattus norvegicus"
-    assert part["strain"] == "Long-Evans" and part["sex"] == "M" and part["age"] == "P90D"
-    assert 250 < float(part["weight_g"]) < 500
+    assert part["strain"] == "Long-Evans" and part["sex"] == "M" and part["age"] == "90"
+    assert 250 < float(part["weight"]) < 500
+    columns = json.loads((study / "participants.json").read_text())
+    assert columns["age"]["Units"] == "d" and columns["weight"]["Units"] == "g"
+    assert set(json.loads((study / "sessions.json").read_text())["state"]["Levels"]) == {"sedated", "awake"}
     sessions = _tsv(study / "sub-01/sub-01_sessions.tsv")
     assert [(s["session_id"], s["state"]) for s in sessions] == [("ses-sedated01", "sedated"), ("ses-awake01", "awake")]
     assert sessions[0]["acq_time"] == "2024-03-01T10:00:00"
-    atlas = json.loads((study / "atlas/atlas.json").read_text())
+    atlas = json.loads((study / f"{ATLAS}_desc-brain_mask.json").read_text())
     assert atlas["VoxelSize"] == list(SMALL.voxel_mm) and atlas["Name"] and atlas["Space"]
 
 
 def test_nifti_grid_and_masks(study):
-    brain_img = nib.load(study / "atlas/atlas_desc-brain_mask.nii.gz")
+    brain_img = nib.load(study / f"{ATLAS}_desc-brain_mask.nii.gz")
     brain = np.asarray(brain_img.dataobj)
     assert brain.shape == SMALL.grid and brain.dtype == np.uint8 and set(np.unique(brain)) == {0, 1}
     assert brain_img.header.get_zooms() == SMALL.voxel_mm
-    masks = {
-        n: np.asarray(nib.load(study / f"atlas/atlas_desc-{n}.nii.gz").dataobj).astype(bool)
-        for n in ("wm_mask", "ventricles_mask", "ACC_roi", "M1_roi")
-    }
+    files = {"wm_mask": "desc-wm", "ventricles_mask": "desc-ventricles", "ACC_roi": "label-ACC", "M1_roi": "label-M1"}
+    masks = {n: np.asarray(nib.load(study / f"{ATLAS}_{f}_mask.nii.gz").dataobj).astype(bool) for n, f in files.items()}
     for name, m in masks.items():
         assert m.any(), name
         assert brain[m].all(), name
@@ -139,7 +150,7 @@ def test_nifti_grid_and_masks(study):
     assert not (masks["ACC_roi"] & masks["M1_roi"]).any()
     patterns = {}
     for r in ("ACC", "M1"):
-        img = nib.load(study / f"atlas/truth_desc-{r}_network.nii.gz")
+        img = nib.load(study / f"truth/truth_desc-{r}_network.nii.gz")
         p = img.get_fdata()
         assert img.get_data_dtype() == np.float32 and np.allclose(img.affine, brain_img.affine)
         assert p.min() >= 0 and p.max() <= 1 and p[brain == 0].max() == 0
@@ -282,10 +293,14 @@ def test_motion_screening_truth_matches_files(study):
     truth = json.loads((study / "ground_truth.json").read_text())
     for scan in truth["scans"]:
         stem = STEM.format(ses=scan["session"], run=scan["run"])
-        rows = _tsv(study / f"sub-01/ses-{scan['session']}/func/{stem}_motion.tsv")
-        assert list(rows[0]) == ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+        assert scan["confounds"] == f"derivatives/realign/sub-01/ses-{scan['session']}/func/{stem}{CONFOUNDS}"
+        rows = _tsv(study / scan["confounds"])
+        motion_columns = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+        assert list(rows[0]) == [*motion_columns, "framewise_displacement"]
         assert len(rows) == SMALL.n_volumes
-        fd = _fd_power([[float(r[k]) for k in rows[0]] for r in rows])
+        fd = _fd_power([[float(r[k]) for k in motion_columns] for r in rows])
+        assert rows[0]["framewise_displacement"] == "n/a"
+        np.testing.assert_allclose([float(r["framewise_displacement"]) for r in rows[1:]], fd[1:], atol=1e-9)
         if scan["state"] == "sedated":
             assert fd.max() < 0.1 and scan["excluded_expected"] is False
         else:
@@ -311,7 +326,7 @@ def test_deterministic(tiny, tmp_path):
     other = simulate_study(tmp_path / "other", subjects=1, scans=1, regions=("M1",), seed=6)
     stem = STEM.format(ses="sedated01", run=1)
     bold = lambda d: np.asarray(nib.load(d / f"sub-01/ses-sedated01/func/{stem}_bold.nii.gz").dataobj)  # noqa: E731
-    motion = lambda d: (d / f"sub-01/ses-sedated01/func/{stem}_motion.tsv").read_text()  # noqa: E731
+    motion = lambda d: (d / f"derivatives/realign/sub-01/ses-sedated01/func/{stem}{CONFOUNDS}").read_text()  # noqa: E731
 
     def lfp(d):
         io, nwb = _read_nwb(d / f"sub-01/ses-sedated01/ecephys/{stem}_ecephys.nwb")
@@ -348,7 +363,7 @@ def test_written_bold_is_the_model(tiny):
     expected = simulate_bold(atlas, lat, motion, scan["seed"])
     written = np.asarray(nib.load(tiny / scan["bold"]).dataobj)
     assert np.array_equal(written, expected)
-    roi = np.asarray(nib.load(tiny / "atlas/atlas_desc-M1_roi.nii.gz").dataobj).astype(bool)
+    roi = np.asarray(nib.load(tiny / f"{ATLAS}_label-M1_mask.nii.gz").dataobj).astype(bool)
     assert np.array_equal(roi, atlas.rois["M1"])
 
 
@@ -462,6 +477,8 @@ def test_input_checked(tmp_path):
         simulate_study(tmp_path / "c", true_temporal_r=1.5)
     with pytest.raises(ValueError, match="regions"):
         simulate_study(tmp_path / "d", regions="M1")
+    with pytest.raises(ValueError, match="at most 16 characters"):  # the Region table's width
+        simulate_study(tmp_path / "d2", regions=("AnteriorCingulate20",))
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "x").write_text("")
     with pytest.raises(FileExistsError):
@@ -491,4 +508,4 @@ def test_paper_size_scan(tmp_path):
         io.close()
     img = nib.load(out / truth["scans"][0]["bold"])
     assert img.shape == (64, 64, 20, 1200) and img.header.get_zooms() == (0.5, 0.5, 1.0, 1.0)
-    assert math.isclose(json.loads((out / "atlas/atlas.json").read_text())["VoxelSize"][2], 1.0)
+    assert math.isclose(json.loads((out / f"{ATLAS}_desc-brain_mask.json").read_text())["VoxelSize"][2], 1.0)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from lfpbold import __version__
-from lfpbold.constants import CLASSIC_BANDS, MOTION_COLUMNS, STATES
-from lfpbold.plugins.bold import fd_screening
+from lfpbold.constants import CLASSIC_BANDS, COLUMN_LIMITS, STATE_DESCRIPTIONS, STATES
+from lfpbold.plugins.bold import fd_screening, framewise_displacement
 from lfpbold.plugins.hrf import RODENT_P
 from lfpbold.simulate.anatomy import Atlas, build_atlas
 from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS
@@ -36,7 +36,24 @@ from lfpbold.simulate.signals import (
 )
 from lfpbold.simulate.sizes import SIZES, Size
 from lfpbold.simulate.template import write_template
-from lfpbold.simulate.writers import format_number, write_atlas, write_json, write_nifti, write_nwb, write_tsv
+from lfpbold.simulate.writers import (
+    BIDSIGNORE,
+    DERIVATIVES_BIDSIGNORE,
+    TEMPLATE,
+    derivative_description,
+    write_atlas,
+    write_bidsignore,
+    write_confounds,
+    write_json,
+    write_nifti,
+    write_nwb,
+    write_truth_maps,
+    write_tsv,
+)
+
+#: Where the simulated study's derivatives live: the atlas (a template) and the head-motion estimates.
+ATLAS_DERIVATIVE = "derivatives/atlas"
+MOTION_DERIVATIVE = "derivatives/realign"
 
 __all__ = ["simulate_study", "scan_seed_for", "per_state"]
 
@@ -47,8 +64,12 @@ def _check_args(subjects, sessions, scans, regions, states, true_temporal_r, cnr
             raise ValueError(f"{name} must be a positive integer; got {v!r}")
     if isinstance(regions, str) or not regions:
         raise ValueError(f"regions must be a non-empty sequence of region names; got {regions!r}")
-    if len(set(regions)) != len(regions) or not all(isinstance(r, str) and r.isalnum() for r in regions):
+    labels_ok = all(isinstance(r, str) and r.isalnum() and r.isascii() for r in regions)
+    if len(set(regions)) != len(regions) or not labels_ok:
         raise ValueError(f"regions must be distinct alphanumeric labels (BIDS); got {list(regions)!r}")
+    width = COLUMN_LIMITS["Region"]["region"]
+    if any(len(r) > width for r in regions):
+        raise ValueError(f"region labels hold at most {width} characters (the Region table's); got {list(regions)!r}")
     if isinstance(states, str) or not states or any(s not in STATES for s in states) or len(set(states)) != len(states):
         raise ValueError(f"states must be distinct values among {STATES}; got {states!r}")
     true_temporal_r = per_state(true_temporal_r, tuple(states), "true_temporal_r")
@@ -127,8 +148,8 @@ def _implant_truth(region: str, atlas: Atlas, true_temporal_r, cnr) -> dict:
         "true_temporal_r": float(true_temporal_r),
         "cnr": float(cnr),
         **_expected_r(true_temporal_r, cnr),
-        "network_pattern": f"atlas/truth_desc-{region}_network.nii.gz",
-        "roi": f"atlas/atlas_desc-{region}_roi.nii.gz",
+        "network_pattern": f"truth/truth_desc-{region}_network.nii.gz",
+        "roi": f"{ATLAS_DERIVATIVE}/tpl-{TEMPLATE}/anat/tpl-{TEMPLATE}_label-{region}_mask.nii.gz",
         "roi_voxels": int(atlas.rois[region].sum()),
         "hemisphere": imp["hemisphere"],
         "ap_mm": imp["ap"],
@@ -171,6 +192,44 @@ def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
         "fd": _fd_rule(),
         "brain_voxels": int(atlas.brain.sum()),
     }
+
+
+def _write_dataset_files(out: Path, seed, size) -> None:
+    """The raw dataset's description, README, ``.bidsignore`` and the JSON that describes each TSV column."""
+    write_json(
+        out / "dataset_description.json",
+        {
+            "Name": f"lfpbold simulated study (seed {seed}, {size})",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["lfpbold simulate"],
+            "GeneratedBy": [{"Name": "lfpbold simulate", "Version": __version__}],
+        },
+    )
+    (out / "README").write_text(
+        f"Simulated simultaneous LFP + resting-state fMRI study (lfpbold simulate, seed {seed}, size {size}).\n"
+        f"BOLD runs in sub-*/ses-*/func, NWB recordings in sub-*/ses-*/ecephys, the atlas in {ATLAS_DERIVATIVE},\n"
+        f"head-motion estimates in {MOTION_DERIVATIVE}, the simulator's ground truth in ground_truth.json.\n"
+    )
+    write_bidsignore(out, BIDSIGNORE)
+    write_json(
+        out / "participants.json",
+        {
+            "species": {"Description": "species (binomial name)"},
+            "strain": {"Description": "strain of the animal"},
+            "sex": {"Description": "sex of the animal", "Levels": {"M": "male", "F": "female"}},
+            "age": {"Description": "age at the first session", "Units": "d"},
+            "weight": {"Description": "body weight at the first session", "Units": "g"},
+        },
+    )
+    write_json(
+        out / "sessions.json",
+        {
+            "acq_time": {"Description": "start of the session's first scan"},
+            "state": {"Description": "brain state during the session", "Levels": dict(STATE_DESCRIPTIONS)},
+        },
+    )
 
 
 def scan_seed_for(seed: int, subject_index: int, state: str, session_index: int, run: int) -> int:
@@ -260,20 +319,15 @@ def simulate_study(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; simulate_study writes a new study folder")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "atlas").mkdir()
 
     atlas = build_atlas(sz, regions, seed)
-    write_atlas(out / "atlas", atlas)
-    write_template(out / "atlas", atlas)  # the image figures draw maps over
-    write_json(
-        out / "dataset_description.json",
-        {
-            "Name": f"lfpbold simulated study (seed {seed}, {size})",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "raw",
-            "GeneratedBy": [{"Name": "lfpbold simulate", "Version": __version__}],
-        },
-    )
+    anat = write_atlas(out / ATLAS_DERIVATIVE, atlas, version=__version__)
+    write_template(anat, atlas, name=f"tpl-{TEMPLATE}_T2w.nii.gz")  # the image figures draw maps over
+    write_truth_maps(out / "truth", atlas)
+    _write_dataset_files(out, seed, size)
+    motion_dir = out / MOTION_DERIVATIVE
+    derivative_description(motion_dir, "head-motion estimates", "realignment parameters of every BOLD run", __version__)
+    write_bidsignore(motion_dir, DERIVATIVES_BIDSIGNORE)
     sidecar = {
         "TaskName": "rest",
         "RepetitionTime": sz.t_r,
@@ -287,8 +341,8 @@ def simulate_study(
     weights = {f"{s:02d}": round(float(meta_rng.uniform(330, 420)), 1) for s in range(1, subjects + 1)}
     write_tsv(
         out / "participants.tsv",
-        ["participant_id", "species", "strain", "sex", "age", "weight_g"],
-        [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", "P90D", w] for s, w in weights.items()],
+        ["participant_id", "species", "strain", "sex", "age", "weight"],
+        [[f"sub-{s}", "Rattus norvegicus", "Long-Evans", "M", 90, w] for s, w in weights.items()],
     )
 
     implants_truth = {
@@ -312,8 +366,10 @@ def simulate_study(
                 ses_rows.append([f"ses-{ses}", start.strftime("%Y-%m-%dT%H:%M:%S"), state])
                 func = sub_dir / f"ses-{ses}" / "func"
                 ecephys = sub_dir / f"ses-{ses}" / "ecephys"
+                confounds = motion_dir / f"sub-{sub}" / f"ses-{ses}" / "func"
                 func.mkdir(parents=True)
                 ecephys.mkdir()
+                confounds.mkdir(parents=True)
                 for run in range(1, scans + 1):
                     stem = f"sub-{sub}_ses-{ses}_task-rest_run-{run}"
                     sseed = scan_seed_for(seed, si, state, se, run)
@@ -324,12 +380,8 @@ def simulate_study(
                     bold = simulate_bold(atlas, lat, mot, sseed, cnr=cnr_s)
                     write_nifti(func / f"{stem}_bold.nii.gz", bold, atlas, t_r=sz.t_r)
                     del bold
-                    write_json(func / f"{stem}_bold.json", {"RepetitionTime": sz.t_r, "SliceTiming": sz.slice_timing})
-                    write_tsv(
-                        func / f"{stem}_motion.tsv",
-                        list(MOTION_COLUMNS),
-                        [[format_number(v) for v in row] for row in mot],
-                    )
+                    fd = framewise_displacement(mot, radius_mm=_fd_rule()["head_radius_mm"])
+                    write_confounds(confounds / f"{stem}_desc-confounds_timeseries.tsv", mot, fd)
                     say(
                         f"[{done + 1}/{n_total}] {stem}: LFP ({sz.n_times} samples x "
                         f"{sz.n_channels * len(regions)} channels{', with gradient artifact' if artifact else ''})"
@@ -368,6 +420,9 @@ def simulate_study(
                             "n_volumes": sz.n_volumes,
                             "bold": f"sub-{sub}/ses-{ses}/func/{stem}_bold.nii.gz",
                             "ecephys": f"sub-{sub}/ses-{ses}/ecephys/{stem}_ecephys.nwb",
+                            "confounds": (
+                                f"{MOTION_DERIVATIVE}/sub-{sub}/ses-{ses}/func/{stem}_desc-confounds_timeseries.tsv"
+                            ),
                         }
                     )
                     done += 1

@@ -46,10 +46,10 @@ def template_image(atlas: Atlas) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma=0.5).astype(np.float32)
 
 
-def write_template(folder: Path, atlas: Atlas) -> Path:
-    """Write :func:`template_image` as ``folder/atlas_T2w.nii.gz`` on the atlas grid; returns the path."""
+def write_template(folder: Path, atlas: Atlas, name: str = TEMPLATE_NAME) -> Path:
+    """Write :func:`template_image` as ``folder/name`` on the atlas grid; returns the path."""
     from lfpbold.simulate.writers import write_nifti
 
-    path = Path(folder) / TEMPLATE_NAME
+    path = Path(folder) / name
     write_nifti(path, template_image(atlas), atlas)
     return path

@@ -1,4 +1,5 @@
-"""Writers of the study folder's files: JSON and TSV sidecars, NIfTI images, the atlas and NWB recordings.
+"""Writers of the study folder's files: JSON and TSV sidecars, NIfTI images, the atlas, the
+confounds tables and NWB recordings, each where BIDS puts it.
 
 Each writer knows its format and the file's fixed metadata (NIfTI headers, atlas.json, the NWB
 file's subject, probes and trigger tables); :func:`lfpbold.simulate.study.simulate_study` decides
@@ -21,7 +22,18 @@ from lfpbold.simulate.lfp import LfpStream
 from lfpbold.simulate.signals import slice_onsets, volume_onsets
 from lfpbold.simulate.sizes import Size
 
-__all__ = ["write_json", "write_tsv", "format_number", "write_nifti", "write_atlas", "write_nwb"]
+__all__ = [
+    "write_json",
+    "write_tsv",
+    "format_number",
+    "write_nifti",
+    "write_atlas",
+    "write_truth_maps",
+    "write_confounds",
+    "write_bidsignore",
+    "derivative_description",
+    "write_nwb",
+]
 
 
 def write_json(path: Path, obj) -> None:
@@ -63,23 +75,99 @@ def write_nifti(path: Path, data, atlas: Atlas, *, t_r=None) -> None:
     nib.save(img, path)
 
 
-def write_atlas(folder: Path, atlas: Atlas) -> None:
-    """The atlas folder: brain, white-matter and ventricle masks, each region's ROI and true network, atlas.json."""
-    u8 = lambda m: m.astype(np.uint8)  # noqa: E731
-    write_nifti(folder / "atlas_desc-brain_mask.nii.gz", u8(atlas.brain), atlas)
-    write_nifti(folder / "atlas_desc-wm_mask.nii.gz", u8(atlas.wm), atlas)
-    write_nifti(folder / "atlas_desc-ventricles_mask.nii.gz", u8(atlas.ventricles), atlas)
-    for r in atlas.rois:
-        write_nifti(folder / f"atlas_desc-{r}_roi.nii.gz", u8(atlas.rois[r]), atlas)
-        write_nifti(folder / f"truth_desc-{r}_network.nii.gz", atlas.patterns[r], atlas)
+#: The simulated atlas's template label: ``derivatives/atlas/tpl-simrat/anat/tpl-simrat_*``.
+TEMPLATE = "simrat"
+#: What the study's ``.bidsignore`` lists, and why (BIDS 1.11 has no rule for these files).
+BIDSIGNORE = {
+    "**/ecephys": "NWB recordings of the implants: microelectrode ephys is BEP032, not yet in BIDS",
+    "ground_truth.json": "the simulator's ground truth (simulated studies only)",
+    "truth": "the simulator's true network maps (simulated studies only)",
+}
+#: fMRIPrep's confounds tables have no rule in the BIDS derivatives schema yet.
+DERIVATIVES_BIDSIGNORE = {"*_desc-confounds_timeseries.*": "fMRIPrep-style confounds tables (no BIDS rule yet)"}
+
+
+def derivative_description(folder: Path, name: str, description: str, version: str) -> None:
+    """A derivatives dataset's ``dataset_description.json``: DatasetType derivative, GeneratedBy lfpbold."""
+    folder.mkdir(parents=True, exist_ok=True)
     write_json(
-        folder / "atlas.json",
+        folder / "dataset_description.json",
+        {
+            "Name": name,
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "lfpbold simulate", "Version": version, "Description": description}],
+        },
+    )
+
+
+def write_bidsignore(folder: Path, patterns: dict) -> None:
+    """A ``.bidsignore``: one pattern a line, each after a comment saying why."""
+    lines = []
+    for pattern, why in patterns.items():
+        lines += [f"# {why}", pattern]
+    (folder / ".bidsignore").write_text("\n".join(lines) + "\n")
+
+
+def write_atlas(folder: Path, atlas: Atlas, *, version: str = "") -> Path:
+    """The atlas as a TemplateFlow-style derivatives dataset; returns the template's ``anat/`` folder.
+
+    ``folder/tpl-simrat/anat/tpl-simrat_desc-{brain,wm,ventricles}_mask.nii.gz`` (the brain mask's
+    JSON sidecar gives the atlas name, voxel size and space) and one ``tpl-simrat_label-<REGION>_mask``
+    per region.
+    """
+    u8 = lambda m: m.astype(np.uint8)  # noqa: E731
+    derivative_description(folder, "lfpbold simulated rat atlas", "template space, tissue masks and ROIs", version)
+    anat = folder / f"tpl-{TEMPLATE}" / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    stem = f"tpl-{TEMPLATE}"
+    write_nifti(anat / f"{stem}_desc-brain_mask.nii.gz", u8(atlas.brain), atlas)
+    write_nifti(anat / f"{stem}_desc-wm_mask.nii.gz", u8(atlas.wm), atlas)
+    write_nifti(anat / f"{stem}_desc-ventricles_mask.nii.gz", u8(atlas.ventricles), atlas)
+    for r in atlas.rois:
+        write_nifti(anat / f"{stem}_label-{r}_mask.nii.gz", u8(atlas.rois[r]), atlas)
+    write_json(
+        anat / f"{stem}_desc-brain_mask.json",
         {
             "Name": "lfpbold simulated rat atlas",
             "VoxelSize": list(atlas.size.voxel_mm),
             "Space": "simulated rat stereotaxic: x = ML (right +), y = AP from bregma (anterior +), "
             "z = DV from the skull surface (dorsal +), mm; coronal slices along the third array axis",
             "BrainVoxels": int(atlas.brain.sum()),
+        },
+    )
+    return anat
+
+
+def write_truth_maps(folder: Path, atlas: Atlas) -> None:
+    """Each region's true network pattern, ``folder/truth_desc-<REGION>_network.nii.gz``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in atlas.rois:
+        write_nifti(folder / f"truth_desc-{r}_network.nii.gz", atlas.patterns[r], atlas)
+
+
+def write_confounds(path: Path, motion, fd) -> None:
+    """A run's head-motion estimates as fMRIPrep writes them: ``*_desc-confounds_timeseries.tsv`` + JSON.
+
+    Columns trans_x..rot_z (mm, radians) and framewise_displacement (mm; ``n/a`` for the first
+    volume, as fMRIPrep has it).
+    """
+    from lfpbold.constants import MOTION_COLUMNS
+
+    rows = [
+        [format_number(v) for v in row] + ["n/a" if i == 0 else format_number(fd[i])]
+        for i, row in enumerate(np.asarray(motion))
+    ]
+    write_tsv(path, [*MOTION_COLUMNS, "framewise_displacement"], rows)
+    units = {c: ("mm" if c.startswith("trans") else "rad") for c in MOTION_COLUMNS}
+    write_json(
+        path.with_name(path.name.replace(".tsv", ".json")),
+        {
+            **{c: {"Description": f"head motion estimate, {c}", "Units": u} for c, u in units.items()},
+            "framewise_displacement": {
+                "Description": "framewise displacement (Power et al. 2012) on a sphere of the head radius",
+                "Units": "mm",
+            },
         },
     )
 
