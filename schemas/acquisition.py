@@ -119,6 +119,7 @@ class Atlas(dj.Manual):
     ventricle_mask : <blob>            # bool (X, Y, Z)
     n_brain_voxels : int32
     atlas_dir : varchar({_width("Atlas", "atlas_dir")})
+    template = null : <blob>           # float32 (X, Y, Z) anatomical image figures draw over; null: none
     """
 
     class ROI(dj.Part):
@@ -150,7 +151,7 @@ class FMRIRun(dj.Manual):
     # the scan's BOLD run; voxels stay in the NIfTI file
     -> Scan
     ---
-    bold_path : varchar({_width("FMRIRun", "bold_path")})
+    bold_path : varchar({_width("FMRIRun", "bold_path")})  # relative to the data root (absolute in older rows)
     bold_sha256 : char(64)
     bold_size = null : int64           # bytes at ingest (null in databases made before it was kept)
     bold_mtime_ns = null : int64       # modification time at ingest, ns since the epoch
@@ -161,6 +162,7 @@ class FMRIRun(dj.Manual):
     slice_timing = null : <blob>       # seconds from volume onset, one per slice
     motion : <blob>                    # (n_volumes, 6): trans x,y,z mm; rot x,y,z rad
     motion_path : varchar({_width("FMRIRun", "motion_path")})
+    motion_source = null : json        # motion file as written: format, columns, units; the tool's own FD
     sidecar : json                     # the sidecar after BIDS inheritance
     """
 
@@ -171,8 +173,10 @@ class LFPRecording(dj.Manual):
     # the scan's raw LFP; samples stay in the NWB file
     -> Scan
     ---
-    nwb_path : varchar({_width("LFPRecording", "nwb_path")})
+    nwb_path : varchar({_width("LFPRecording", "nwb_path")})  # relative to the data root (absolute in older rows)
     nwb_sha256 : char(64)
+    nwb_size = null : int64            # bytes at ingest (null in databases made before it was kept)
+    nwb_mtime_ns = null : int64        # modification time at ingest, ns since the epoch
     series_path : varchar({_width("LFPRecording", "series_path")})         # e.g. acquisition/ElectricalSeries
     series_object_id : varchar({_width("LFPRecording", "series_object_id")})     # NWB object_id of the series
     sampling_rate : float64            # Hz
