@@ -620,3 +620,21 @@ def test_simulated_study_reads_clean(small_study):
     np.testing.assert_array_equal(got, expected)
     data, affine = read_bold(scan.fmri["bold_path"])
     assert list(data.shape) == scan.fmri["shape"] and np.allclose(affine, records.atlas["affine"])
+
+
+def test_older_layout_still_read(tmp_path):
+    """Studies written before the BIDS-valid layout (atlas/, func/*_motion.tsv, age as P90D, weight_g)."""
+    old = make_study(tmp_path / "old", subjects=("01",), runs=(1,), layout="old")
+    new = make_study(tmp_path / "new", subjects=("01",), runs=(1,))
+    a, b = read_study(tmp_path / "old"), read_study(tmp_path / "new")
+    assert a.errors == [] and b.errors == []
+    assert a.subjects == b.subjects and a.subjects[0]["age"] == "P90D" and a.subjects[0]["weight_g"] == 350.0
+    assert a.scans[0].fmri["motion_path"].endswith("_motion.tsv")
+    assert b.scans[0].fmri["motion_path"].endswith("_desc-confounds_timeseries.tsv")
+    w = old["scans"][("01", SES, 1)]
+    np.testing.assert_allclose(a.scans[0].fmri["motion"], w["motion"], atol=1e-9)
+    np.testing.assert_allclose(b.scans[0].fmri["motion"], new["scans"][("01", SES, 1)]["motion"], atol=1e-9)
+    for key in ("brain_mask", "wm_mask", "ventricle_mask"):
+        assert np.array_equal(a.atlas[key], b.atlas[key])
+    assert a.atlas["atlas"] == b.atlas["atlas"] == "tiny-atlas"
+    assert [r["region"] for r in a.rois] == [r["region"] for r in b.rois] == ["ACC", "M1"]

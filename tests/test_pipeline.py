@@ -210,10 +210,10 @@ def test_bad_scan_is_reported_and_the_rest_inserted(embedded_db, small_study, tm
 
     study = tmp_path / "study"
     shutil.copytree(small_study, study)
-    sidecar = next(study.rglob("*run-1_bold.json"))
-    meta = json.loads(sidecar.read_text())
-    meta.pop("RepetitionTime", None)
-    sidecar.write_text(json.dumps(meta))
+    # the simulator keeps the TR in the root sidecar only; one run gets a sidecar of its own with it
+    kept = next(study.rglob("*run-1_bold.nii.gz"))
+    own = kept.with_name(kept.name.replace(".nii.gz", ".json"))
+    own.write_text(json.dumps({"RepetitionTime": 1.0}))
     root = study / "task-rest_bold.json"
     root_meta = json.loads(root.read_text())
     root_meta.pop("RepetitionTime", None)
@@ -221,8 +221,9 @@ def test_bad_scan_is_reported_and_the_rest_inserted(embedded_db, small_study, tm
     report = ingest_study(study)
     assert any(getattr(e, "field", "") == "RepetitionTime" for e in report.errors)
     bad = {e.path for e in report.errors}
-    assert any(sidecar.name in str(p) for p in bad)
-    # every run lost its TR with the root sidecar, except those whose own sidecar still has it
+    assert any("run-2_bold.json" in str(p) for p in bad) and not any(own.name in str(p) for p in bad)
+    # every run lost its TR with the root sidecar, except the one whose own sidecar has it
+    assert [k["run"] for k in report.inserted] == [1]
     assert len(acquisition.Scan()) == len(report.inserted)
     assert len(acquisition.FMRIRun()) == len(acquisition.LFPRecording()) == len(report.inserted)
 
