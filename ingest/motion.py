@@ -113,7 +113,8 @@ def read_motion_file(path, n_volumes: int) -> tuple[np.ndarray, dict]:
     bad = np.argwhere(~np.isfinite(motion))
     if bad.size:
         row, col = bad[0]
-        raise IngestError(path, "values", f"non-finite value at volume {row}, column {written.split()[col]}")
+        column = written.split()[col]
+        raise IngestError(path, column, f"non-finite value (or n/a) at volume {row} (counting from 0)")
     source = {"format": kind, "columns": written, "units": units, "path": str(path)}
     if fd is not None:
         source["framewise_displacement"] = fd.tolist()

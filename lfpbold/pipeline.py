@@ -225,7 +225,8 @@ def ingest_study(
         acq.Implant.insert(records.implants, skip_duplicates=True)
         acq.Atlas.insert1(records.atlas, skip_duplicates=True)
         acq.Atlas.ROI.insert(records.rois, skip_duplicates=True)
-        _record_root(root)
+        if new or changed:  # a root is worth remembering only once a scan's paths are relative to it
+            _record_root(root)
     replacing = {id(scan) for scan in changed}
     tick = progress or (lambda done, total: None)
     done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
