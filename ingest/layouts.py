@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bids import parse_entities, read_motion
+from .bids import CONFOUNDS_SUFFIX, parse_entities, read_confounds, read_motion
 from .errors import IngestError
 from .labels import find_lut, read_label_atlas
 from .motion import read_motion_file, read_rabies_fd
@@ -114,6 +114,8 @@ class Layout:
         if path.name.endswith("_motion.tsv"):
             motion = read_motion(path, n_volumes)
             return motion, {"format": "bids", "columns": "trans_x..rot_z", "units": "mm, rad", "path": str(path)}
+        if path.name.endswith(CONFOUNDS_SUFFIX):
+            read_confounds(path, n_volumes)  # its errors name the column and the row of an n/a or a bad value
         return read_motion_file(path, n_volumes)
 
 
