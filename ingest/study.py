@@ -122,7 +122,7 @@ def read_study(
 def _read_study(study_dir: Path, checksums: bool, series_path, reader, follow_symlinks: bool) -> StudyRecords:
     if not study_dir.is_dir():
         raise IngestError(study_dir, "file", "not a folder")
-    inside = _Inside(study_dir, follow_symlinks)
+    inside = _Inside(study_dir, follow_symlinks, getattr(reader, "derivatives", None))
     for name in ("dataset_description.json", "participants.tsv", "participants.json"):
         inside.check(study_dir / name)
     desc = read_dataset_description(study_dir)
@@ -499,8 +499,9 @@ def _check_subject(sub, nwb, row, first_nwb, errors):
 class _Inside:
     """Refuses files that are symbolic links out of the study folder (unless told to follow them)."""
 
-    def __init__(self, study_dir: Path, follow: bool):
+    def __init__(self, study_dir: Path, follow: bool, *others: Path | None):
         self.root = study_dir.resolve()
+        self.roots = [self.root, *(Path(p).resolve() for p in others if p is not None)]  # e.g. --derivatives
         self.follow = follow
 
     def check(self, path: Path) -> None:
@@ -508,11 +509,11 @@ class _Inside:
         if self.follow or not (path.exists() or path.is_symlink()):
             return
         target = path.resolve()
-        if target != self.root and self.root not in target.parents:
+        if not any(target == root or root in target.parents for root in self.roots):
             raise IngestError(
                 path,
                 "file",
-                f"a symbolic link to {target}, outside the study folder; ingest with --follow-symlinks "
+                f"a symbolic link to {target}, outside the study folder (and any --derivatives folder); ingest with --follow-symlinks "
                 "(follow_symlinks=True) to read it",
             )
 

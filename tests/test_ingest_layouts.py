@@ -139,7 +139,7 @@ LUT = "index\tname\n1\tCingulate cortex area 1\n2\tPrimary motor cortex\n7\tRest
 def _raw_study(root, **kw):
     """The raw BIDS-like folder with the NWB files; the raw BOLD and motion are removed (the
     preprocessing tool's outputs replace them), the sidecars stay (RepetitionTime)."""
-    written = make_study(root, subjects=("01",), runs=RUNS, n_volumes=N_VOLUMES, **kw)
+    written = make_study(root, subjects=("01",), runs=RUNS, n_volumes=N_VOLUMES, layout="old", **kw)
     for run in RUNS:
         func = root / "sub-01" / f"ses-{SES}" / "func"
         (func / f"{prefix(run)}_bold.nii.gz").unlink()
@@ -272,7 +272,7 @@ def test_rabies_run_without_nwb_and_missing_lut(tmp_path):
 
 def test_spm_motion_in_a_bids_study(tmp_path):
     root = tmp_path / "study"
-    make_study(root, subjects=("01",), runs=(1,), n_volumes=N_VOLUMES)
+    make_study(root, subjects=("01",), runs=(1,), n_volumes=N_VOLUMES, layout="old")  # motion beside the BOLD
     func = root / "sub-01" / f"ses-{SES}" / "func"
     (func / f"{prefix(1)}_motion.tsv").unlink()
     np.savetxt(func / f"rp_{prefix(1)}_bold.txt", _motion_rows())

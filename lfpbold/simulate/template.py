@@ -50,6 +50,10 @@ def write_template(folder: Path, atlas: Atlas, name: str = TEMPLATE_NAME) -> Pat
     """Write :func:`template_image` as ``folder/name`` on the atlas grid; returns the path."""
     from lfpbold.simulate.writers import write_nifti
 
+    from lfpbold.simulate.writers import write_json
+
     path = Path(folder) / name
     write_nifti(path, template_image(atlas), atlas)
+    # BIDS requires SkullStripped of an anatomical template in a derivatives dataset
+    write_json(path.with_name(name.split(".nii")[0] + ".json"), {"SkullStripped": False})
     return path
