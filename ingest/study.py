@@ -513,8 +513,8 @@ class _Inside:
             raise IngestError(
                 path,
                 "file",
-                f"a symbolic link to {target}, outside the study folder (and any --derivatives folder); ingest with --follow-symlinks "
-                "(follow_symlinks=True) to read it",
+                f"a symbolic link to {target}, outside the study folder (and any --derivatives folder); "
+                "ingest with --follow-symlinks (follow_symlinks=True) to read it",
             )
 
 

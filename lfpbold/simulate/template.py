@@ -48,9 +48,7 @@ def template_image(atlas: Atlas) -> np.ndarray:
 
 def write_template(folder: Path, atlas: Atlas, name: str = TEMPLATE_NAME) -> Path:
     """Write :func:`template_image` as ``folder/name`` on the atlas grid; returns the path."""
-    from lfpbold.simulate.writers import write_nifti
-
-    from lfpbold.simulate.writers import write_json
+    from lfpbold.simulate.writers import write_json, write_nifti
 
     path = Path(folder) / name
     write_nifti(path, template_image(atlas), atlas)
