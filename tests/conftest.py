@@ -8,7 +8,9 @@ unreachable one fails instead of skipping. Each test gets its own schema prefix 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -31,14 +33,20 @@ def _reachable(host, port) -> bool:
 
 @pytest.fixture(scope="session")
 def lfpbold_home(tmp_path_factory):
-    """A private LFPBOLD_HOME for the whole run; its embedded server is stopped at the end."""
+    """A private LFPBOLD_HOME for the whole run; its embedded server is stopped at the end.
+
+    Made with :func:`tempfile.mkdtemp`, not under pytest's ``/tmp/pytest-of-<user>``: run as root,
+    the embedded server runs as its own system user, which must pass through every parent folder,
+    and pytest makes that folder 0700 again whenever another pytest run starts.
+    """
     from lfpbold.db import stop_embedded
 
-    home = tmp_path_factory.mktemp("lfpbold_home")
+    home = Path(tempfile.mkdtemp(prefix="lfpbold_test_home_"))
     old = os.environ.get("LFPBOLD_HOME")
     os.environ["LFPBOLD_HOME"] = str(home)
     yield home
     stop_embedded(home)
+    shutil.rmtree(home, ignore_errors=True)
     if old is None:
         os.environ.pop("LFPBOLD_HOME", None)
     else:
