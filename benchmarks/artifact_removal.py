@@ -20,7 +20,8 @@ lfpbold's default as the pipeline runs it.
 facetpy pins numpy 2.1 and mne 1.10, so it runs in its own virtual environment, named with
 ``--facet-python`` (``python -m venv V && V/bin/pip install facetpy``); its settings: FASTR-style
 AAS (10x upsampling, slice and sub-sample alignment, 30-epoch windows), with and without its PCA
-(OBS) step, on slice epochs and on volume epochs (every 10th trigger). Without ``--facet-python`` the facetpy rows are skipped and the script says so.
+(OBS) step, on slice epochs and on volume epochs (every 10th trigger). Without ``--facet-python``
+the facetpy rows are skipped and the script says so.
 
     python benchmarks/artifact_removal.py --facet-python /tmp/facet/bin/python --seeds 3
 """
