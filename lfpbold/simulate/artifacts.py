@@ -73,7 +73,7 @@ __all__ = [
 ARTIFACT_TO_LFP_RMS = 150.0  # mean gradient artifact RMS over channels / nominal LFP RMS
 MOTION_COUPLING_PER_MM = 0.3  # relative change of an axis weight per mm of head displacement
 SLICE_VARIATION = 0.02  # RMS relative difference of an axis's amplitude between slice positions
-_OVERSAMPLE = 64  # fine grid per sample: sub-sample phases of 1/64 sample
+_OVERSAMPLE = 64  # fine grid per sample on which the analogue waveform is computed
 AXES = ("slice", "readout", "phase")
 
 
