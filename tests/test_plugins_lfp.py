@@ -12,8 +12,8 @@ import scipy.fft
 import scipy.signal
 
 from lfpbold.plugins import get_plugin
-from lfpbold.plugins.channels import mean_combine, phase_aligned_combine
-from lfpbold.plugins.lfp_cleaning import no_cleaning, template_regression
+from lfpbold.plugins.channels import find_bad_channels, mean_combine, phase_aligned_combine
+from lfpbold.plugins.lfp_cleaning import fractional_template_regression, no_cleaning, template_regression
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
 
 FIVE_BANDS = {"delta": (1, 4), "theta": (4, 7), "alpha": (7, 13), "beta": (13, 30), "gamma": (40, 100)}
@@ -332,6 +332,35 @@ def test_template_regression_meets_the_acceptance_check(scan_recording):
     np.testing.assert_allclose(ratio, 1.0, atol=0.10)
 
 
+def test_fractional_template_regression_meets_the_acceptance_check(scan_recording):
+    """The study's default method also passes the check on this file's own (independent) artifact model."""
+    lfp, raw, _, onsets = scan_recording
+    cleaned = fractional_template_regression(raw, TDT_RATE, slice_onsets=onsets)
+    reference = notch_filter(lfp, TDT_RATE, freqs=_notch_freqs(60.0, 20.0, 300.0))
+    r, ratio = _band_agreement(cleaned, reference, onsets)
+    assert np.all(r >= 0.95), dict(zip(FIVE_BANDS, r, strict=True))
+    np.testing.assert_allclose(ratio, 1.0, atol=0.10)
+
+
+def test_bad_channels_found_on_simulated_contacts():
+    """Flat, noisy and intermittent contacts of the simulator are named, with the right reason,
+    and the phase-aligned combination leaves them out (lag 0, not in the mean)."""
+    from scipy.signal import decimate
+
+    from lfpbold.simulate import LfpStream, simulate_latents
+
+    lat = simulate_latents(7, regions=("M1",))
+    for bad in ({1: "flat"}, {2: "noisy"}, {0: "intermittent"}, {}):
+        x = LfpStream(lat, "small", 7, artifact=False, bad_channels=bad).read(0, 690_000).T.astype(float)
+        x = np.stack([decimate(c, 2, ftype="fir", zero_phase=True) for c in x])
+        assert find_bad_channels(x, 1000.0) == bad
+        combined, lags = phase_aligned_combine(x, 1000.0)
+        good = [c for c in range(4) if c not in bad]
+        assert all(lags[c] == 0 for c in bad)
+        aligned = np.mean([np.roll(x[c], -lags[c]) for c in good], axis=0)
+        np.testing.assert_allclose(combined[50:-50], aligned[50:-50], rtol=1e-9, atol=1e-12)
+
+
 def test_the_acceptance_check_fails_without_cleaning(scan_recording):
     # The check has teeth: notch filters alone leave the artifact's broadband power in every band.
     lfp, raw, _, onsets = scan_recording
@@ -383,6 +412,7 @@ def test_template_regression_rejects_multichannel_input():
         ("channel_combine", "phase_aligned", phase_aligned_combine),
         ("lfp_cleaning", "none", no_cleaning),
         ("lfp_cleaning", "template_regression", template_regression),
+        ("lfp_cleaning", "fractional_template_regression", fractional_template_regression),
     ],
 )
 def test_entry_points_resolve_to_these_functions(step, method, func):

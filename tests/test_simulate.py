@@ -281,6 +281,8 @@ def test_ground_truth(study):
         assert [i["region"] for i in scan["implants"]] == ["ACC", "M1"]
         for imp in scan["implants"]:
             assert (study / imp["network_pattern"]).is_file()
+            assert all(b["kind"] in ("flat", "noisy", "intermittent") for b in imp["bad_channels"])
+            assert len(imp["bad_channels"]) <= SMALL.n_channels // 2
             assert imp["expected_observed_temporal_r"] == pytest.approx(
                 truth["expected_observed_temporal_r"][scan["state"]]
             )
@@ -351,6 +353,27 @@ def test_lfp_stream_independent_of_read_pattern():
     parts = np.concatenate([stream.read(a, b) for a, b in [(0, 777), (777, 50_001), (50_001, 100_000)]])
     assert np.array_equal(whole, parts)
     assert np.array_equal(stream.read(30_000, 30_010), whole[30_000:30_010])
+
+
+def test_bad_contacts_and_coherence_along_the_shank():
+    lat = simulate_latents(3, size="small", regions=("M1",))
+    bad = {0: "flat", 1: "noisy", 3: "intermittent"}
+    with_artifact = LfpStream(lat, "small", 3, artifact=True, bad_channels=bad).read(0, SMALL.n_times)
+    assert with_artifact[:, 0].astype(float).std() < 1e-6  # a broken lead: no LFP, no artifact
+    x = LfpStream(lat, "small", 3, artifact=False, bad_channels=bad).read(0, SMALL.n_times).astype(float)
+    good = LfpStream(lat, "small", 3, artifact=False, bad_channels={}).read(0, SMALL.n_times).astype(float)
+    assert np.diff(x[: int(30 * SMALL.fs), 1]).std() > 5 * np.diff(good[: int(30 * SMALL.fs), 1]).std()
+    win = x[: (SMALL.n_times // 2000) * 2000, 3].reshape(-1, 2000)
+    rms = np.sqrt(((win - np.median(x[:, 3])) ** 2).mean(1))
+    assert (rms > 4 * np.median(rms)).sum() >= 2
+    with pytest.raises(ValueError, match="kinds"):
+        LfpStream(lat, "small", 3, artifact=False, bad_channels={0: "broken"})
+    # Gamma coherence falls with the distance between contacts; slow rhythms stay coherent.
+    f, near = signal.coherence(good[:, 0], good[:, 1], fs=SMALL.fs, nperseg=2000)
+    _, far = signal.coherence(good[:, 0], good[:, 3], fs=SMALL.fs, nperseg=2000)
+    gamma = (f >= 60) & (f <= 90)
+    assert far[gamma].mean() < near[gamma].mean() < 0.8
+    assert far[(f >= 1) & (f <= 3)].mean() > 0.5
 
 
 def test_written_bold_is_the_model(tiny):

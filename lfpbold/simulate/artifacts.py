@@ -14,9 +14,9 @@ template regression then chase.
 * **Three gradient axes, mixed per contact** (:func:`gradient_components`): slice select with
   its rephaser and spoiler, the alternating readout train, the phase-encode blips. The induced
   voltage is each axis's time derivative plus a little of the gradient itself (the amplifier's
-  coupling of the "ramps"), computed on a 64x finer grid, passed through the amplifier's
-  analogue anti-alias filter (4th-order Butterworth at 0.3 fs, as a headstage's 7.5 kHz at
-  24.4 kHz) and sampled. Mixing three shapes, not scaling one, is what lets motion change the
+  coupling of the "ramps"), computed on a 64x finer grid, passed through the converter's
+  decimation filter (linear phase, alias free: a raised-cosine edge from 0.40 to 0.48 fs, as a
+  sigma-delta converter's) and sampled. Mixing three shapes, not scaling one, is what lets motion change the
   artifact's shape and not only its size (Yan et al. 2009, NeuroImage 46:459).
 * **Clocks not locked** (:func:`lfpbold.simulate.signals.slice_positions`): the scanner's slice
   clock and the amplifier's sample clock run free, so the slice period is not a whole number of
@@ -30,7 +30,9 @@ template regression then chase.
   has its own small (2 % RMS per axis) differences in gradient amplitude (pre-emphasis, eddy
   currents, the slice-dependent RF offset), and the first slice of every volume carries an
   extra crusher lobe (a volume-level spoiler), so one template averaged over all slices
-  misfits some of them; Niazy et al. (2005) report slice-to-slice variance as the main AAS
+  misfits some of them (the crusher sits inside the slice: a feature straddling the trigger
+  would be cut by any slice-segment method, and scanners leave the trigger's moment quiet);
+  Niazy et al. (2005) report slice-to-slice variance as the main AAS
   residual besides motion.
 * **Slow amplitude drift and respiration**: gain changes of a few percent over minutes (gradient
   coil heating, cable settling) and a 1 % modulation at the breathing rate (0.8-1.5 Hz), per
@@ -54,7 +56,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from lfpbold.simulate.signals import HEAD_RADIUS_MM, slice_positions
 from lfpbold.simulate.sizes import Size
@@ -72,7 +73,7 @@ __all__ = [
 ARTIFACT_TO_LFP_RMS = 150.0  # mean gradient artifact RMS over channels / nominal LFP RMS
 MOTION_COUPLING_PER_MM = 0.3  # relative change of an axis weight per mm of head displacement
 SLICE_VARIATION = 0.02  # RMS relative difference of an axis's amplitude between slice positions
-_OVERSAMPLE = 64  # fine grid per sample: sub-sample phases of 1/64 sample
+_OVERSAMPLE = 64  # fine grid per sample on which the analogue waveform is computed
 AXES = ("slice", "readout", "phase")
 
 
@@ -86,8 +87,8 @@ def _gradients(size: Size, t: np.ndarray, crusher: bool = False) -> np.ndarray:
     """(3, t.size) gradient waveforms of one slice, ``t`` in fractions of the slice duration."""
     g = np.zeros((3, t.size))
     g[0] = _trap(t, 0.03, 0.12, 1.0, 0.012) + _trap(t, 0.125, 0.17, -0.6, 0.008) + _trap(t, 0.85, 0.95, 1.2, 0.015)
-    if crusher:  # the volume's first slice: an extra crusher before the excitation
-        g[0] += _trap(t, 0.004, 0.026, -0.9, 0.006)
+    if crusher:  # the volume's first slice: an extra slice-axis lobe before the readout (a crusher)
+        g[0] += _trap(t, 0.172, 0.198, -0.6, 0.006)
     lines = size.readout_lines
     edges = np.linspace(0.2, 0.82, lines + 1)
     lobe = edges[1] - edges[0]
@@ -98,38 +99,45 @@ def _gradients(size: Size, t: np.ndarray, crusher: bool = False) -> np.ndarray:
     return g
 
 
+_RING = 24  # samples after the slice period for the decimation filter's ringing to die out
+_PRE = 16  # and before the onset (a linear-phase filter rings on both sides)
+
+
 def _length(size: Size) -> int:
-    return int(math.floor(size.t_r / size.n_slices * size.fs)) - 2
+    """Samples of one slice's artifact window: the filter's pre-ringing, the slice period, the ringing."""
+    return _PRE + int(math.floor(size.t_r / size.n_slices * size.fs)) + _RING
 
 
 def gradient_components(size: Size, crusher: bool = False) -> np.ndarray:
-    """Induced voltage of each gradient axis on the fine grid: (3, (length + 1) * 64), one slice.
+    """Induced voltage of each gradient axis of one slice, sampled: (3, length) at onset phase 0.
 
-    ``d/dt G_a`` (in units of the slice duration, times 20) plus half of ``G_a``, zero before the
-    slice starts, anti-alias filtered; sample ``m`` of an artifact whose onset lies ``p`` fine
-    points (1/64 sample) before the sample is fine point ``64 m + p``.
+    ``d/dt G_a`` (in units of the slice duration, times 20) plus half of ``G_a`` on a 64x finer
+    grid, through the converter's decimation filter (linear phase, raised-cosine edge from 0.40 to
+    0.48 fs: alias free, as a sigma-delta converter's), sampled every 64 fine points. Sample
+    ``_PRE`` is the onset; a slice at fractional onset ``p`` is this delayed by ``p``
+    (:func:`delayed_components`), exactly, because the samples are band-limited.
     """
     n = _length(size)
     os_ = _OVERSAMPLE
-    fine = (n + 1) * os_
-    t = (np.arange(fine) + 0.5) / (size.fs * os_) / (size.t_r / size.n_slices)
-    g = _gradients(size, t, crusher)
+    fine = n * os_
+    t = ((np.arange(fine) + 0.5) / os_ - _PRE) / (size.fs * size.t_r / size.n_slices)
+    g = _gradients(size, t, crusher) * ((t >= 0) & (t <= 1.0))
     art = np.gradient(g, axis=1) * os_ * 20 + 0.5 * g
-    k = max(2, n // 100) * os_  # taper the ends: no step where a slice's window starts or stops
-    taper = np.ones(fine)
-    taper[:k] = np.sin(np.linspace(0, np.pi / 2, k)) ** 2
-    end = (n - 8) * os_  # room for the anti-alias filter's ringing before the window closes
-    taper[end - k : end] = taper[:k][::-1]
-    taper[end:] = 0.0
-    # The amplifier's analogue anti-alias filter (4th-order Butterworth at 0.3 fs, as a
-    # headstage's 7.5 kHz at 24.4 kHz), run causally on the fine grid.
-    sos = signal.butter(10, 0.35 * size.fs, fs=size.fs * os_, output="sos")
-    return signal.sosfilt(sos, art * taper, axis=1)
+    f = np.fft.rfftfreq(fine, 1.0 / (size.fs * os_)) / size.fs  # in units of fs
+    edge = np.clip((f - 0.40) / 0.08, 0, 1)
+    response = np.cos(edge * np.pi / 2) ** 2
+    art = np.fft.irfft(np.fft.rfft(art, axis=1) * response, n=fine, axis=1)
+    return art[:, ::os_]
 
 
-def _sample(fine: np.ndarray, phase: int, n: int) -> np.ndarray:
-    """Samples of ``fine`` (..., (n + 1) * 64): n points every 64, starting ``phase`` fine points in."""
-    return fine[..., phase : phase + n * _OVERSAMPLE : _OVERSAMPLE]
+def delayed_components(spectra: np.ndarray, delays: np.ndarray, n: int) -> np.ndarray:
+    """Band-limited waveforms (their zero-padded spectra, (..., nfft // 2 + 1)) delayed by ``delays``
+    samples each (fractional; negative = earlier): (len(delays), ..., n)."""
+    nfft = 2 * (spectra.shape[-1] - 1)
+    omega = 2 * np.pi * np.fft.rfftfreq(nfft)
+    d = np.asarray(delays, dtype=float).reshape(-1, *([1] * spectra.ndim))
+    phase = np.exp(-1j * omega * d)  # (len(delays), 1, ..., n_freq)
+    return np.fft.irfft(spectra[None] * phase, n=nfft, axis=-1)[..., :n]
 
 
 def gradient_artifact_waveform(size: Size) -> np.ndarray:
@@ -138,33 +146,25 @@ def gradient_artifact_waveform(size: Size) -> np.ndarray:
     Examples
     --------
     >>> from lfpbold.simulate.sizes import SIZES
-    >>> w = gradient_artifact_waveform(SIZES["small"])  # 0.1 s slices at 2 kHz, 2 samples short
+    >>> w = gradient_artifact_waveform(SIZES["small"])  # 0.1 s slices at 2 kHz, and the filter's ringing
     >>> w.size, round(float(np.sqrt(np.mean(w**2))), 6)
-    (198, 1.0)
+    (240, 1.0)
     """
-    w = _sample(gradient_components(size), 0, _length(size)).sum(0)
+    w = gradient_components(size).sum(0)
     w = w - w.mean()
     return w / np.sqrt(np.mean(w**2))
 
 
 def slice_variants(size: Size, rng: np.random.Generator) -> np.ndarray:
-    """Per slice position, per sub-sample phase: the three axes' waveforms, (n_slices, 64, 3, length).
+    """Per slice position: the three axes' waveforms at onset phase 0, (n_slices, 3, length).
 
     Slice position ``j`` scales each axis by ``1 + SLICE_VARIATION * N(0, 1)``; position 0 adds the
-    crusher. Every waveform is made zero-mean (a slice's gradients start and end at zero).
+    crusher.
     """
-    n = _length(size)
     base = gradient_components(size)
     first = gradient_components(size, crusher=True)
     scale = 1.0 + SLICE_VARIATION * rng.standard_normal((size.n_slices, 3))
-    out = np.empty((size.n_slices, _OVERSAMPLE, 3, n))
-    for p in range(_OVERSAMPLE):
-        b = _sample(base, p, n)
-        f = _sample(first, p, n)
-        for j in range(size.n_slices):
-            out[j, p] = (f if j == 0 else b) * scale[j][:, None]
-    out -= out.mean(-1, keepdims=True)
-    return out
+    return np.stack([(first if j == 0 else base) * scale[j][:, None] for j in range(size.n_slices)])
 
 
 class ArtifactModel:
@@ -196,12 +196,14 @@ class ArtifactModel:
         self.length = _length(size)
         pos = slice_positions(size)  # true fractional sample of every slice's start
         self.starts = pos
-        # Sample n covers [n, n + 1): the first sample at or after the onset (the TTL trigger's)
-        # sees the artifact from (first - pos) samples in, i.e. that many fine points.
-        self.first = np.ceil(pos - 1e-9).astype(np.int64)  # = slice_onsets(size) * fs
-        self.phase = np.clip(np.floor((self.first - pos) * _OVERSAMPLE), 0, _OVERSAMPLE - 1).astype(np.int64)
+        # The TTL trigger is the first sample at or after the onset (= slice_onsets(size) * fs); the
+        # window starts _PRE samples before it, and the waveform is advanced by (trigger - onset).
+        self.first = np.ceil(pos - 1e-9).astype(np.int64) - _PRE
+        self.advance = np.ceil(pos - 1e-9) - pos
         self.slice_pos = np.tile(np.arange(size.n_slices), size.n_volumes)
         self.variants = slice_variants(size, rng)
+        nfft = 2 * self.length
+        self.spectra = np.fft.rfft(self.variants, n=nfft, axis=-1)  # (n_slices, 3, nfft // 2 + 1)
         n_ch = n_channels_per_implant * n_implants
         times = pos / size.fs
         depth = (np.arange(n_channels_per_implant) / max(n_channels_per_implant - 1, 1)) - 0.5
@@ -232,7 +234,7 @@ class ArtifactModel:
             scale_ref = np.abs(w0).mean()
             weights = weights + MOTION_COUPLING_PER_MM * scale_ref * np.einsum("sm,amc->sac", at, kmat)
         # Mean RMS over channels = scale (at rest).
-        rms = np.sqrt(np.mean(np.einsum("jpan,ac->jpcn", self.variants[:, :1], w0) ** 2, axis=(0, 1, 3)))
+        rms = np.sqrt(np.mean(np.einsum("jan,ac->jcn", self.variants, w0) ** 2, axis=(0, 2)))
         self.weights = weights * (scale / rms.mean())
         self.rest_rms = rms * (scale / rms.mean())
 
@@ -262,12 +264,17 @@ def add_gradient_artifact(out: np.ndarray, n0: int, *, model: ArtifactModel) -> 
     n1 = n0 + out.shape[0]
     first = np.searchsorted(model.first, n0 - length, side="right")
     last = np.searchsorted(model.first, n1, side="left")
+    if last <= first:
+        return
+    ks = np.arange(first, last)
+    waves = np.empty((ks.size, 3, length))
+    for j in np.unique(model.slice_pos[ks]):  # each slice position's waveform, delayed per slice
+        rows = model.slice_pos[ks] == j
+        waves[rows] = delayed_components(model.spectra[j], -model.advance[ks[rows]], length)
     acc = np.zeros(out.shape, dtype=np.float64)
-    for k in range(first, last):
+    for i, k in enumerate(ks.tolist()):
         s = int(model.first[k])
         lo, hi = max(s, n0), min(s + length, n1)
-        if hi <= lo:
-            continue
-        wave = model.variants[model.slice_pos[k], model.phase[k]][:, lo - s : hi - s]  # (3, m)
-        acc[lo - n0 : hi - n0] += wave.T @ model.weights[k]
+        if hi > lo:
+            acc[lo - n0 : hi - n0] += waves[i][:, lo - s : hi - s].T @ model.weights[k]
     out += acc.astype(np.float32)
