@@ -222,8 +222,8 @@ def test_no_artifact_means_notches_only():
 def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact():
     """Correctness (not timed): on a short recording with the simulator's realistic gradient
     artifact (unlocked clocks, slice differences, drift, awake head motion),
-    ``fractional_template_regression`` takes the artifact down by more than 500 times, to below a fifth of the LFP's RMS,
-    and keeps gamma power within 10 % (measured at this size: residual 6-14 uV on ~80 uV LFP,
+    ``fractional_template_regression`` takes the artifact down by more than 500 times, to below a
+    fifth of the LFP's RMS, and keeps gamma power within 10 % (measured at this size: residual 6-14 uV on ~80 uV LFP,
     gamma off by up to 7 %; the 2 % the issue asks for is not reached at 2 kHz, 0.1 s slices)."""
     import dataclasses
 
