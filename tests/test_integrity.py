@@ -235,8 +235,9 @@ def test_dry_run_lists_everything_and_inserts_nothing(db, tiny_study, tmp_path):
 
     study = tmp_path / "study"
     shutil.copytree(tiny_study, study)
-    sidecar = next(study.rglob("*_run-2_bold.json"))
-    meta = json.loads(sidecar.read_text())
+    bold2 = next(study.rglob("*_run-2_bold.nii.gz"))
+    sidecar = bold2.with_name(bold2.name.replace(".nii.gz", ".json"))  # run 2's own, over the inherited one
+    meta = json.loads((study / "task-rest_bold.json").read_text())
     meta["SliceTiming"] = [0.0]  # one value for ten slices: a problem with run 2
     sidecar.write_text(json.dumps(meta))
     before = _counts()
@@ -246,7 +247,8 @@ def test_dry_run_lists_everything_and_inserts_nothing(db, tiny_study, tmp_path):
     assert report.planned["subjects"] == [{"subject": "01"}]
     assert report.planned["sessions"] == [{"subject": "01", "session": "awake01"}]
     assert report.planned["scans"] == [{"subject": "01", "session": "awake01", "run": 1}]
-    assert len(report.planned["files"]) == 3 and all(f.startswith("study/sub-01/") for f in report.planned["files"])
+    files = report.planned["files"]
+    assert len(files) == 3 and all(f.startswith(("study/sub-01/", "study/derivatives/")) for f in files)
     assert any(getattr(e, "field", "") == "SliceTiming" for e in report.errors)
 
     assert ingest_study(study).inserted == [{"subject": "01", "session": "awake01", "run": 1}]

@@ -288,7 +288,7 @@ def test_cli_check_fails_on_a_broken_method_and_names_it(registered):
 def test_cli_check_of_an_unknown_step_says_which_steps_have_contracts():
     run = CliRunner().invoke(main, ["plugins", "--check", "--step", "seizure_detection"])
     assert run.exit_code == 2
-    assert "has no contract" in run.output and "band_power" in run.output
+    assert "is not a step" in run.output and "band_power" in run.output
 
 
 def test_cli_leaves_a_lab_step_without_contract_unchecked(registered):
