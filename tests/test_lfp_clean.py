@@ -63,6 +63,20 @@ def cleaned(scans):
     return _run(scans[0])
 
 
+#: The study's set with the cleaning method meant for realistic artifacts: on the simulator's
+#: artifact (unlocked clocks, per-slice differences, drift, head motion) the default
+#: template_regression leaves ~1 mV (benchmarks/artifact_removal.py) and misses these checks.
+FRACTIONAL_PARAMS = {
+    **STUDY_PARAMS,
+    "lfp_cleaning": {**STUDY_PARAMS["lfp_cleaning"], "method": "fractional_template_regression"},
+}
+
+
+@pytest.fixture(scope="module")
+def cleaned_fractional(scans):
+    return _run(scans[0], params=FRACTIONAL_PARAMS)
+
+
 def test_the_simulated_pair_differs_only_by_the_artifact(scans):
     # The premise of the acceptance check: one seed gives the same LFP, the artifact rides on top
     # during the scan only (its own random stream; one slice's waveform after the last trigger).
@@ -85,7 +99,7 @@ def _notch_freqs(line_freq, slice_rate, max_hz):
 
 
 @pytest.fixture(scope="module")
-def band_agreement(scans, cleaned):
+def band_agreement(scans, cleaned_fractional):
     """The issue's check: the cleaned artifact recording's classic-band power against the
     artifact-free recording's passed through the same notch filters (then the same decimation
     and channel combination), over the scan. Returns (r, mean power ratio) per band.
@@ -94,7 +108,7 @@ def band_agreement(scans, cleaned):
     artifact, the slice-locked "template" is an average of LFP, and regressing it out of every
     slice segment removes LFP (here about 11% of the combined gamma power), so even a perfect
     cleaner would miss that reference by more than 10%."""
-    rate, combined, *_ = cleaned
+    rate, combined, *_ = cleaned_fractional
     scan = scans[1]
     q = int(scan["sfreq"] // STUDY_PARAMS["output_rate_hz"])
     freqs = _notch_freqs(60.0, 1.0 / np.median(np.diff(scan["slices"])), 300.0)
