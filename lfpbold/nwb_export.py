@@ -103,8 +103,12 @@ def _write_scan(path: Path, scan: dict, combo: dict, band_set: str) -> Path:
     from pynwb.file import Subject
     from pynwb.misc import DecompositionSeries, FrequencyBandsTable
 
+    from lfpbold.integrity import verified_file
+    from lfpbold.schemas import acquisition as acq
+
     rec, implants = _fetch_scan(scan, combo, band_set)
-    raw_path = Path(rec["nwb_path"])
+    # stored relative to the data root: where it is on this machine, and that it is the file ingested
+    raw_path = Path(verified_file(acq.LFPRecording & {k: scan[k] for k in ("subject", "session", "run")}, "nwb"))
     manager = get_manager()
     path.parent.mkdir(parents=True, exist_ok=True)
     with NWBHDF5IO(str(raw_path), "r", manager=manager) as raw_io:

@@ -128,10 +128,12 @@ def test_export_nwb_links_the_raw_series_and_passes_the_inspector(populated, tmp
     from nwbinspector import Importance, inspect_nwbfile
     from pynwb import NWBHDF5IO
 
+    from lfpbold.integrity import verified_file
     from lfpbold.nwb_export import export_nwb
     from lfpbold.schemas import acquisition, analysis
 
     first = acquisition.LFPRecording.to_dicts(limit=1, order_by="subject, session, run")[0]
+    raw = Path(verified_file(acquisition.LFPRecording & first, "nwb"))  # stored relative to the data root
     written = export_nwb(tmp_path / "nwb", restriction={"subject": first["subject"], "session": first["session"]})
     assert written
     path = written[0]
@@ -139,8 +141,8 @@ def test_export_nwb_links_the_raw_series_and_passes_the_inspector(populated, tmp
         link = f.get("acquisition/ElectricalSeries", getlink=True)
         assert isinstance(link, h5py.ExternalLink), type(link)
         # relative to the derived file, so the two folders can move together
-        assert (path.parent / link.filename).resolve() == Path(first["nwb_path"]).resolve()
-    assert path.stat().st_size < Path(first["nwb_path"]).stat().st_size  # nothing raw was copied
+        assert (path.parent / link.filename).resolve() == raw.resolve()
+    assert path.stat().st_size < raw.stat().st_size  # nothing raw was copied
     key = {k: first[k] for k in ("subject", "session", "run")}
     with NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
