@@ -182,15 +182,7 @@ def template_regression(
     lfp = check_channel(lfp)
     sfreq = check_sfreq(sfreq)
     n = lfp.size
-    onsets = np.asarray(slice_onsets, dtype=float)
-    if onsets.ndim != 1 or onsets.size < 2:
-        raise ValueError(f"slice_onsets must be a 1-D array of at least two trigger times; got shape {onsets.shape}")
-    if not np.all(np.isfinite(onsets)) or np.any(np.diff(onsets) <= 0):
-        raise ValueError("slice_onsets must be finite and strictly increasing (seconds on the LFP's clock)")
-    if onsets[0] < 0 or onsets[-1] * sfreq >= n:
-        raise ValueError(
-            f"slice_onsets span {onsets[0]:.3f}-{onsets[-1]:.3f} s but the recording covers 0-{n / sfreq:.3f} s"
-        )
+    onsets = _check_onsets(slice_onsets, sfreq, n)
     max_shift_s = check_seconds(max_shift_s, "max_shift_s", allow_zero=True)
     interval = float(np.median(np.diff(onsets)))
     length = int(round(interval * sfreq))
@@ -447,15 +439,7 @@ def fractional_template_regression(
     lfp = check_channel(lfp)
     sfreq = check_sfreq(sfreq)
     n = lfp.size
-    onsets = np.asarray(slice_onsets, dtype=float)
-    if onsets.ndim != 1 or onsets.size < 2:
-        raise ValueError(f"slice_onsets must be a 1-D array of at least two trigger times; got shape {onsets.shape}")
-    if not np.all(np.isfinite(onsets)) or np.any(np.diff(onsets) <= 0):
-        raise ValueError("slice_onsets must be finite and strictly increasing (seconds on the LFP's clock)")
-    if onsets[0] < 0 or onsets[-1] * sfreq >= n:
-        raise ValueError(
-            f"slice_onsets span {onsets[0]:.3f}-{onsets[-1]:.3f} s but the recording covers 0-{n / sfreq:.3f} s"
-        )
+    onsets = _check_onsets(slice_onsets, sfreq, n)
     if not isinstance(obs_components, (int, np.integer)) or obs_components < 0:
         raise ValueError(f"obs_components must be a non-negative integer; got {obs_components!r}")
     if not isinstance(iterations, (int, np.integer)) or iterations < 1:
@@ -635,3 +619,17 @@ def scipy_fft_len(n: int) -> int:
     import scipy.fft
 
     return scipy.fft.next_fast_len(n, real=True)
+
+
+def _check_onsets(slice_onsets, sfreq: float, n: int) -> np.ndarray:
+    """Slice trigger times as float seconds: 1-D, at least two, finite, increasing, inside the recording."""
+    onsets = np.asarray(slice_onsets, dtype=float)
+    if onsets.ndim != 1 or onsets.size < 2:
+        raise ValueError(f"slice_onsets must be a 1-D array of at least two trigger times; got shape {onsets.shape}")
+    if not np.all(np.isfinite(onsets)) or np.any(np.diff(onsets) <= 0):
+        raise ValueError("slice_onsets must be finite and strictly increasing (seconds on the LFP's clock)")
+    if onsets[0] < 0 or onsets[-1] * sfreq >= n:
+        raise ValueError(
+            f"slice_onsets span {onsets[0]:.3f}-{onsets[-1]:.3f} s but the recording covers 0-{n / sfreq:.3f} s"
+        )
+    return onsets

@@ -133,7 +133,8 @@ def test_export_nwb_links_the_raw_series_and_passes_the_inspector(populated, tmp
     from lfpbold.schemas import acquisition, analysis
 
     first = acquisition.LFPRecording.to_dicts(limit=1, order_by="subject, session, run")[0]
-    raw = Path(verified_file(acquisition.LFPRecording & first, "nwb"))  # stored relative to the data root
+    scan_key = {k: first[k] for k in ("subject", "session", "run")}
+    raw = Path(verified_file(acquisition.LFPRecording & scan_key, "nwb"))  # stored relative to the data root
     written = export_nwb(tmp_path / "nwb", restriction={"subject": first["subject"], "session": first["session"]})
     assert written
     path = written[0]
