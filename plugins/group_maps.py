@@ -55,7 +55,7 @@ def one_sample_map_test(
     n_permutations : int, default 1000
         Sign-flipping permutations for the FWE-corrected p values (0 skips them: ``p_fwe`` and
         ``cluster_p_fwe`` are then NaN). With few scans there are only ``2**n_scans`` distinct
-        sign flips, which bounds the smallest p value at ``1 / 2**n_scans``.
+        sign flips, which bounds the smallest p value at ``1 / 2**n_scans``; at most that many are run.
     cluster_forming_p : float, default 0.001
         Two-sided uncorrected p at which voxels form clusters; the t threshold is taken from the
         t distribution with ``n_scans - 1`` degrees of freedom.
@@ -115,9 +115,11 @@ def one_sample_map_test(
     t_threshold = float(_stats.t.isf(cluster_forming_p / 2, df))
     p_fwe = np.full(n_voxels, np.nan)
     cluster_p = np.full(n_voxels, np.nan)
+    # n scans have only 2**n distinct sign flips: more permutations add time, not resolution
+    n_permutations = min(int(n_permutations), 2**n_scans)
     if n_permutations:
         p_fwe, cluster_p = _permutation_fwe(
-            np.nan_to_num(values, nan=0.0), brain_mask, affine, int(n_permutations), cluster_forming_p, random_state
+            np.nan_to_num(values, nan=0.0), brain_mask, affine, n_permutations, cluster_forming_p, random_state
         )
     return {
         "mean": (np.tanh(mean) if fisher else mean).astype(np.float32),
