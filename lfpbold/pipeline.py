@@ -230,7 +230,8 @@ def ingest_study(
     replacing = {id(scan) for scan in changed}
     tick = progress or (lambda done, total: None)
     done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
-    tick(done, total)
+    if done:
+        tick(done, total)  # the scans already there, skipped
     for scan in new + changed:
         try:
             with conn.transaction:

@@ -170,7 +170,7 @@ def test_maps_show_the_stored_values_over_the_simulated_template(populated_db, s
     from lfpbold.schemas import acquisition, cohort
 
     atlas = acquisition.Atlas.fetch1()
-    written = nib.load(small_study / "atlas" / "atlas_T2w.nii.gz")
+    written = nib.load(next(small_study.glob("derivatives/atlas/tpl-*/anat/tpl-*_T2w.nii.gz")))
     np.testing.assert_allclose(atlas["template"], written.get_fdata(), rtol=1e-6)
     assert atlas["template"][atlas["ventricle_mask"]].mean() > atlas["template"][atlas["wm_mask"]].mean()
 

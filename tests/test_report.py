@@ -82,4 +82,4 @@ def test_cli_report(populated_db, tmp_path):
     assert (tmp_path / "out" / "index.html").stat().st_size > 100_000
     args = ["--prefix", populated_db.prefix, "report", str(tmp_path / "x"), "--bold-paramset", "7"]
     r = CliRunner().invoke(main, args)
-    assert r.exit_code == 1 and "No cohort results" in r.output, r.output
+    assert r.exit_code == 1 and "No BoldParams set 7" in r.output, r.output

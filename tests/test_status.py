@@ -22,7 +22,7 @@ def test_status_counts_done_pending_reserved_and_errored(embedded_db, small_stud
     assert not ingest_study(study).errors
     victim = acquisition.LFPRecording.to_dicts(limit=1, order_by=["subject", "session", "run"])[0]
     (tmp_path / "hidden").mkdir()
-    shutil.move(victim["nwb_path"], tmp_path / "hidden")
+    shutil.move(tmp_path / victim["nwb_path"], tmp_path / "hidden")  # stored relative to the data root (tmp_path)
     # a worker's run of CleanLFP: the hidden file's two implants fail and are recorded
     analysis.CleanLFP.populate(reserve_jobs=True, suppress_errors=True, display_progress=False)
     # and another worker holds one BandPower key
