@@ -548,12 +548,14 @@ WORKAROUNDS["sigterm_aborts_make"] = Workaround(
 
 @contextmanager
 def deferred_sigterm():
-    """A block in which SIGTERM is held back by the signal mask, and delivered when the block ends.
+    """A block in which SIGTERM is held back, and delivered when the block ends.
 
-    Around one ``populate(..., max_calls=1)``: DataJoint's handler (installed and removed inside)
-    never sees the signal, the key finishes, and the caller's own handler runs afterwards. Only
-    the main thread of a process may change how its signals are handled; elsewhere this does
-    nothing. Blocked signals are inherited by child processes, so never fork inside the block.
+    Around one ``populate(..., max_calls=1)``: while the block runs, SIGTERM only sets a flag,
+    and the handler DataJoint installs (and removes) inside populate is kept out, so the key
+    finishes; at the end the signal is sent again, to the caller's own handler. (A signal mask
+    would not do: a process-directed signal goes to any thread that does not block it, and
+    libraries start threads of their own.) Only the main thread of a process may change how its
+    signals are handled; elsewhere this does nothing.
     """
     import signal
     import threading
@@ -561,8 +563,24 @@ def deferred_sigterm():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    received = []
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    real_signal = signal.signal
+
+    def guarded(signum, handler):
+        if signum == signal.SIGTERM:
+            return hold  # DataJoint's handler would raise SystemExit inside the make
+        return real_signal(signum, handler)
+
+    previous = real_signal(signal.SIGTERM, hold)
+    signal.signal = guarded
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal = real_signal
+        real_signal(signal.SIGTERM, previous)
+        if received:
+            os.kill(os.getpid(), signal.SIGTERM)

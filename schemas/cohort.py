@@ -431,7 +431,7 @@ class CohortMapStats(dj.Computed):
         if len(atlases) != 1:
             raise ValueError(f"Cohort {where} spans several atlases {sorted(atlases)}; maps cannot be compared")
         mask, affine = (acquisition.Atlas & {"atlas": atlases.pop()}).fetch1("brain_mask", "affine")
-        keys = _keys(scans)
+        keys = sorted(_keys(scans))  # one order whatever order the rows come back in: the sign flips follow it
         test = lambda maps: one_sample_map_test(np.stack(maps), mask, affine, **test_kwargs)  # noqa: E731
         seed = test([gathered[0].seed_maps[k] for k in keys])
         bands = [(b, test([data.power_maps[k + (b,)] for k in keys])) for data in gathered for b in data.bands]
@@ -439,7 +439,7 @@ class CohortMapStats(dj.Computed):
             dict(
                 key,
                 n_scans=len(scans),
-                n_permutations=test_kwargs["n_permutations"],
+                n_permutations=int(seed["n_permutations"]),  # as run: at most 2**n_scans
                 cluster_forming_p=test_kwargs["cluster_forming_p"],
                 t_threshold=float(seed["t_threshold"]),
                 alpha=test_kwargs["alpha"],
