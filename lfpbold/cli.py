@@ -676,7 +676,7 @@ def export_nwb_cmd(ctx, out_dir, band_set, subject, session, **paramsets):
 @click.pass_context
 def status(ctx, errors):
     """Per computed table: keys done, pending, reserved (by a worker) and errored."""
-    from lfpbold.status import status as compute
+    from lfpbold.progress import status as compute
 
     _connect(ctx)
     rows = compute()
@@ -702,7 +702,7 @@ def report(ctx, out_dir, **combo):
     The results table, every figure, the parameter sets, software versions, and the scans
     included and excluded with the reasons.
     """
-    from lfpbold.report import report as write
+    from lfpbold.reports import report as write
 
     _connect(ctx)
     try:

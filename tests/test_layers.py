@@ -31,3 +31,14 @@ def test_never_imports_datajoint(folder):
     assert files
     for path in files:
         assert "datajoint" not in _imported(path), path
+
+
+def test_no_submodule_shadows_a_top_level_function():
+    """`import lfpbold.x` sets the package attribute `x`, so a function `lfpbold.x` must not share
+    its name with a module: once anything (the doctest collector, a lab's script) imports the
+    module, `lfpbold.x(...)` would call a module."""
+    import lfpbold
+
+    modules = {p.stem for p in (ROOT / "lfpbold").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    functions = {n for n in lfpbold.__all__ if not n.startswith("_")}
+    assert not functions & modules
