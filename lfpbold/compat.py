@@ -45,6 +45,11 @@ __all__ = [
     "install_connection_id_refresh",
     "upstream_connect",
     "deferred_sigterm",
+    "populate_one",
+    "UNCOMPRESSED_BLOBS",
+    "blob_compressed",
+    "install_blob_compression_choice",
+    "upstream_blob_encode",
 ]
 
 
@@ -584,3 +589,146 @@ def deferred_sigterm():
         real_signal(signal.SIGTERM, previous)
         if received:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+# --- 11. One reserved key costs a query for the whole queue ----------------------------------------
+
+WORKAROUNDS["populate_one_key"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="AutoPopulate.populate(key, reserve_jobs=True, max_calls=1) has no way to take a key the caller "
+    "already read from the queue: each call joins the pending jobs with the key source again (a query "
+    "and a heading restriction per key, ~40% of a trivial key's cost outside compute)",
+)
+
+
+def populate_one(table, key: dict):
+    """Reserve, make and complete one pending job's key, as DataJoint's distributed populate does.
+
+    The per-key step of ``table.populate(key, reserve_jobs=True, max_calls=1,
+    suppress_errors=True)`` without its pending-job query: the caller
+    (:func:`lfpbold.workers.worker`) read the pending keys once per pass. The reservation is
+    the same atomic UPDATE (another worker that took the key first wins, and this returns
+    False); the make runs in a transaction; an error is recorded on the job. DataJoint's SIGTERM
+    handler is not installed here (the caller decides what SIGTERM does).
+
+    Parameters
+    ----------
+    table : datajoint.Computed or datajoint.Imported instance
+    key : dict
+        A pending job's key.
+
+    Returns
+    -------
+    True, False or tuple
+        True when made; False when another worker holds or did it; ``(key, message)`` when
+        make raised (the job is marked 'error').
+    """
+    from datajoint.errors import DataJointError
+
+    if table.connection.in_transaction:
+        raise DataJointError("Populate cannot be called during a transaction.")
+    step = getattr(table, "_populate1", None)
+    if step is None:  # a DataJoint without the per-key step: the whole populate, restricted to the key
+        result = table.populate(
+            key, reserve_jobs=True, refresh=False, max_calls=1, suppress_errors=True, display_progress=False
+        )
+        if result["error_list"]:
+            return tuple(result["error_list"][0])
+        return bool(result["success_count"])
+    return step(key, jobs=table.jobs, suppress_errors=True, return_exception_objects=False, make_kwargs=None)
+
+
+# --- 12. The blob codec zlib-compresses every array ---------------------------------------------
+
+WORKAROUNDS["blob_compression"] = Workaround(
+    package="datajoint",
+    affects=">=2.3,<2.4",
+    seen_in="2.3.5",
+    why="BlobCodec.encode calls blob.pack(value, compress=True) for every <blob> and <blob@store> value "
+    "over 1000 bytes, with no setting to turn it off: float arrays of measured signals cost seconds of "
+    "zlib per scan and shrink by a few percent",
+)
+
+#: ``(SQL table name, attribute)`` of the ``<blob>`` attributes lfpbold stores without zlib: those
+#: whose compression saved under 20% on a populated simulated study (``benchmarks/storage.py``
+#: measures it per table and attribute). Every other blob attribute is compressed as DataJoint does.
+#: Measured 2026-12-04 on `lfpbold simulate --subjects 2 --scans 2` (small size), ingested and populated;
+#: the saving each attribute had with zlib is in its comment.
+UNCOMPRESSED_BLOBS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("atlas", "affine"),  # Atlas: 0.0%
+        ("f_m_r_i_run", "affine"),  # FMRIRun: 0.0%
+        ("f_m_r_i_run", "slice_timing"),  # FMRIRun: 0.0%
+        ("f_m_r_i_run", "motion"),  # FMRIRun: 6.3%
+        ("__clean_l_f_p", "combined"),  # CleanLFP: 8.1%
+        ("__clean_l_f_p", "raw_psd"),  # CleanLFP: 4.8%
+        ("__clean_l_f_p", "clean_psd"),  # CleanLFP: 4.6%
+        ("__clean_l_f_p__channel", "signal"),  # CleanLFP.Channel: 11.0%
+        ("__band_power__band", "power"),  # BandPower.Band: 9.3%
+        ("__band_power__band", "regressor"),  # BandPower.Band: 7.9%
+        ("__preprocessed_bold", "fd"),  # PreprocessedBold: 4.2%
+        ("__preprocessed_bold", "keep"),  # PreprocessedBold: 0.0%
+        ("__preprocessed_bold", "data"),  # PreprocessedBold: 7.1%
+        ("__seed_map", "seed_map"),  # SeedMap: 6.0%
+        ("__l_f_p_power_map__map", "power_map"),  # LFPPowerMap.Map: 6.0%
+        ("__h_r_f_sensitivity", "response_delays"),  # HRFSensitivity: 0.0%
+        ("__h_r_f_sensitivity", "undershoot_delays"),  # HRFSensitivity: 0.0%
+        ("__h_r_f_sensitivity", "temporal_r"),  # HRFSensitivity: 5.3%
+        ("__h_r_f_sensitivity", "spatial_r"),  # HRFSensitivity: 5.3%
+        ("__lag_correlation__band", "lags_s"),  # LagCorrelation.Band: 0.0%
+        ("__lag_correlation__band", "r"),  # LagCorrelation.Band: 0.0%
+        ("__l_f_p_removal__method", "seed_map"),  # LFPRemoval.Method: 6.0%
+        ("__cohort", "group_seed_map"),  # Cohort: 5.8%
+        ("__cohort__band", "group_power_map"),  # Cohort.Band: 6.0%
+        ("__cohort_map_stats__seed", "mean_r"),  # CohortMapStats.Seed: 5.8%
+        ("__cohort_map_stats__seed", "t"),  # CohortMapStats.Seed: 5.7%
+        ("__cohort_map_stats__seed", "p"),  # CohortMapStats.Seed: 7.6%
+        ("__cohort_map_stats__band", "mean_r"),  # CohortMapStats.Band: 5.9%
+        ("__cohort_map_stats__band", "t"),  # CohortMapStats.Band: 5.5%
+        ("__cohort_map_stats__band", "p"),  # CohortMapStats.Band: 8.6%
+    }
+)
+
+
+def blob_compressed(table_name: str, field: str) -> bool:
+    """Whether lfpbold compresses the ``<blob>`` attribute ``field`` of table ``table_name``.
+
+    Examples
+    --------
+    >>> blob_compressed("subject", "not_a_blob")
+    True
+    """
+    return (table_name, field) not in UNCOMPRESSED_BLOBS
+
+
+def install_blob_compression_choice() -> None:
+    """Make DataJoint's ``<blob>`` codec compress only the attributes :func:`blob_compressed` names.
+
+    Reading is unchanged: DataJoint's reader recognizes compressed and raw blobs alike by their
+    header, so rows written before (compressed) and after (raw) read back the same.
+    """
+    from datajoint.builtin_codecs.blob import BlobCodec
+
+    current = BlobCodec.encode
+    if getattr(current, "_lfpbold_chooses_compression", False):
+        return
+    _upstream["blob_encode"] = current
+
+    def encode(self, value, *, key=None, context=None, store_name=None):
+        from datajoint import blob
+
+        where = context or {"table": (key or {}).get("_table"), "field": (key or {}).get("_field")}
+        return blob.pack(value, compress=blob_compressed(where.get("table"), where.get("field")))
+
+    encode.__doc__ = current.__doc__
+    encode._lfpbold_chooses_compression = True
+    BlobCodec.encode = encode
+
+
+def upstream_blob_encode():
+    """DataJoint's own ``BlobCodec.encode``, installed or not (a test checks it still always compresses)."""
+    from datajoint.builtin_codecs.blob import BlobCodec
+
+    return _upstream.get("blob_encode", BlobCodec.encode)

@@ -28,6 +28,7 @@ compat.install_safe_write()
 compat.install_pg_primary_keys()
 compat.quiet_jobs_table_warning()
 compat.install_connection_id_refresh()
+compat.install_blob_compression_choice()
 if not os.environ.get("DJ_LOG_LEVEL"):  # `lfpbold db` says where we connected; no INFO line per command
     dj.config["loglevel"] = "WARNING"
     logging.getLogger("datajoint").setLevel(logging.WARNING)

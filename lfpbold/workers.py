@@ -347,7 +347,7 @@ def _anything_in_flight(tables) -> bool:
 def _serve(
     tables: list, *, poll: float, exit_when_idle: bool, max_keys: int | None, echo: Callable[[str], None]
 ) -> WorkerReport:
-    from lfpbold.compat import deferred_sigterm
+    from lfpbold.compat import deferred_sigterm, populate_one
 
     report = WorkerReport()
     stop = _Stop()
@@ -367,20 +367,14 @@ def _serve(
                     if stop.requested or (max_keys is not None and len(report.done) + len(report.failed) >= max_keys):
                         break
                     t0 = time.perf_counter()
-                    with deferred_sigterm():  # DataJoint's own handler would abort the make
-                        result = instance.populate(
-                            key,
-                            reserve_jobs=True,
-                            refresh=False,
-                            max_calls=1,
-                            suppress_errors=True,
-                            display_progress=False,
-                        )
-                    if result["success_count"]:
+                    with deferred_sigterm():  # SIGTERM waits until the key is committed
+                        status = populate_one(instance, key)
+                    if status is True:
                         worked = True
                         report.done.append((table.__name__, key))
                         echo(f"{table.__name__} {key}: done in {time.perf_counter() - t0:.1f} s ({who})")
-                    for err_key, message in result["error_list"]:
+                    elif isinstance(status, tuple):
+                        err_key, message = status
                         worked = True
                         report.failed.append((table.__name__, dict(err_key), message))
                         echo(f"{table.__name__} {dict(err_key)}: failed: {message} ({who})")
