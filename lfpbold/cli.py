@@ -115,12 +115,36 @@ def db(ctx, stop):
     click.echo(f"home:     {lfpbold_home()}")
     click.echo(f"arrays:   {d.store_dir}")
     click.echo(f"prefix:   {d.prefix}")
+    from lfpbold.db import usage
+
+    used = usage(d)
+
+    def size(n):
+        return "not measured (not a local folder)" if n is None else _bytes(n)
+
+    click.echo(f"database: {size(used.database_bytes)}, {_per_scan(used, used.database_bytes)}")
+    click.echo(f"store:    {size(used.store_bytes)}, {_per_scan(used, used.store_bytes)}")
     from lfpbold.pipeline import tables_by_schema
 
     for schema_name, tables in tables_by_schema().items():
         click.echo(f"\n{schema_name}")
         for name, table in tables:
             click.echo(f"  {name:<32} {len(table()):>8}")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover - the loop returns at GB
+
+
+def _per_scan(used, n) -> str:
+    each = used.per_scan(n)
+    if each is None:
+        return f"{used.scans} scans"
+    return f"{_bytes(each)} per scan ({used.scans} scans)"
 
 
 @db.command("grant")

@@ -19,7 +19,18 @@ with warnings.catch_warnings():
     compat.hide_config_file_hint()
     import datajoint as dj
 
-__all__ = ["connect", "Database", "lfpbold_home", "embedded_server", "stop_embedded", "DEFAULT_PREFIX"]
+__all__ = [
+    "connect",
+    "Database",
+    "Usage",
+    "usage",
+    "database_bytes",
+    "store_bytes",
+    "lfpbold_home",
+    "embedded_server",
+    "stop_embedded",
+    "DEFAULT_PREFIX",
+]
 
 DEFAULT_PREFIX = "lfpbold_"
 STORE = "lfpbold"  # the named store for large arrays (preprocessed BOLD, 10 Hz band power)
@@ -196,3 +207,97 @@ def connect(
         store_dir=store_dir,
         connection=connection,
     )
+
+
+# --- how much room a study takes -------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """Bytes a prefix's study takes in the database and in the object store, and per scan."""
+
+    database_bytes: int  # tables, their indexes and (PostgreSQL) TOAST, over the prefix's schemas
+    store_bytes: int | None  # files of the prefix's schemas in the store; None: the store is not a folder
+    scans: int  # scans ingested (acquisition.Scan rows)
+
+    def per_scan(self, n: int | None) -> float | None:
+        """``n`` bytes divided by the number of scans (None with no scans or no figure)."""
+        return None if n is None or not self.scans else n / self.scans
+
+
+def database_bytes(connection, schemas) -> int:
+    """Bytes the tables of ``schemas`` take on the server, indexes included.
+
+    PostgreSQL: ``pg_total_relation_size`` (heap, indexes, TOAST) of every table. MySQL/MariaDB:
+    ``data_length + index_length`` from ``information_schema.tables``, which for InnoDB are the
+    server's page statistics (MySQL 8 caches them; this session asks for fresh ones).
+
+    Parameters
+    ----------
+    connection : datajoint.Connection
+    schemas : iterable of str
+        Schema (database) names.
+    """
+    schemas = list(schemas)
+    if not schemas:
+        return 0
+    marks = ", ".join(["%s"] * len(schemas))
+    if connection.adapter.backend == "postgresql":
+        sql = (
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE n.nspname IN ({marks}) AND c.relkind IN ('r', 'p', 'm')"
+        )
+    else:
+        version = str(connection.query("SELECT @@version").fetchone()[0])
+        if "mariadb" not in version.lower():  # MySQL 8 answers from a day-old cache by default
+            connection.query("SET SESSION information_schema_stats_expiry = 0")
+        sql = (
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            f"WHERE table_schema IN ({marks})"
+        )
+    return int(connection.query(sql, args=schemas).fetchone()[0])
+
+
+def store_bytes(location: str | Path, schemas) -> int:
+    """Bytes of the store files that belong to ``schemas`` under a file store's ``location``.
+
+    DataJoint keeps content-addressed arrays at ``<hash_prefix>/<schema>/...`` and
+    schema-addressed objects at ``<schema>/...``; a file counts when its first or second path
+    component is one of ``schemas``.
+    """
+    root = Path(location)
+    schemas = set(schemas)
+    total = 0
+    if not root.is_dir():
+        return 0
+    for top in root.iterdir():
+        if not top.is_dir():
+            continue
+        folders = [top] if top.name in schemas else [p for p in top.iterdir() if p.is_dir() and p.name in schemas]
+        for folder in folders:
+            for dirpath, _, files in os.walk(folder):
+                total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in files)
+    return total
+
+
+def usage(db: Database) -> Usage:
+    """Bytes of database and store the connected prefix's study takes, and its number of scans.
+
+    Parameters
+    ----------
+    db : Database
+        From :func:`connect` (its prefix's schemas are active).
+    """
+    from .pipeline import tables_by_schema
+    from .schemas import acquisition
+
+    schemas = list(tables_by_schema())
+    store = dict(dj.config.stores.get(STORE) or {})
+    if compat.arrays_in_table(db.connection):
+        in_store = 0  # the arrays are in the tables, counted in the database bytes
+    elif store.get("protocol") == "file" and store.get("location"):
+        in_store = store_bytes(store["location"], schemas)
+    else:
+        in_store = None
+    return Usage(database_bytes(db.connection, schemas), in_store, len(acquisition.Scan()))
