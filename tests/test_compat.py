@@ -66,6 +66,14 @@ CHECKS = {
         "test_workers.py::test_upstream_sigterm_aborts_the_make",
         "test_workers.py::test_deferred_sigterm_lets_the_make_finish",
     ],
+    "populate_one_key": [
+        "test_workers.py::test_upstream_populate_queries_the_queue_for_each_key",
+        "test_workers.py::test_populate_one_reserves_makes_completes_and_records_errors",
+    ],
+    "blob_compression": [
+        "test_storage.py::test_upstream_blob_codec_still_always_compresses",
+        "test_storage.py::test_listed_float_blobs_are_stored_raw_and_read_back",
+    ],
 }
 
 

@@ -251,6 +251,53 @@ def test_deferred_sigterm_lets_the_make_finish(square_db, tmp_path, monkeypatch)
     assert len(Square & key) == 1
 
 
+def test_upstream_populate_queries_the_queue_for_each_key(square_db, tmp_path, monkeypatch):
+    """DataJoint's populate(key, max_calls=1) reads the pending jobs again on every call."""
+    import datajoint as dj
+
+    from tests.worker_tables import Square
+
+    monkeypatch.setenv("WORKER_TEST_LOG", str(tmp_path / "log"))
+    Square.jobs.refresh(delay=-1)
+    key = Square.key_source.keys(order_by="item")[0]
+    seen = []
+    query = dj.Connection.query
+    monkeypatch.setattr(
+        dj.Connection, "query", lambda self, sql, *a, **k: seen.append(str(sql)) or query(self, sql, *a, **k)
+    )
+    Square().populate(key, reserve_jobs=True, refresh=False, max_calls=1, suppress_errors=True)
+    monkeypatch.setattr(dj.Connection, "query", query)
+    jobs = Square.jobs.full_table_name
+    assert any(sql.lstrip().upper().startswith("SELECT") and jobs in sql for sql in seen), (
+        "DataJoint's populate(key) no longer reads the job queue per key: lfpbold.compat's "
+        "'populate_one_key' workaround may be unneeded; delete it and its tests"
+    )
+
+
+def test_populate_one_reserves_makes_completes_and_records_errors(square_db, tmp_path, monkeypatch):
+    from lfpbold.compat import populate_one
+    from tests.worker_tables import Square
+
+    monkeypatch.setenv("WORKER_TEST_LOG", str(tmp_path / "log"))
+    table = Square()
+    table.jobs.refresh(delay=-1)
+    first, second, third = table.key_source.keys(order_by="item")[:3]
+    assert populate_one(table, first) is True
+    assert (Square & first).fetch1("value") == first["item"] ** 2
+    assert not len(table.jobs & first)  # completed jobs are deleted (keep_completed off)
+    assert populate_one(table, first) is False  # nothing pending for it any more
+    _reserve_as(Square, second, connection_id=12345)
+    assert populate_one(table, second) is False and not len(Square & second)  # another worker holds it
+
+    def fail(self, key):
+        raise ValueError("no square today")
+
+    monkeypatch.setattr(Square, "make", fail)
+    status = populate_one(table, third)
+    assert isinstance(status, tuple) and dict(status[0]) == third and "no square today" in status[1]
+    assert (table.jobs & third).fetch1("status") == "error" and not len(Square & third)
+
+
 def test_one_blas_thread_in_forked_processes():
     import multiprocessing as mp
 
