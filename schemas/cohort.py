@@ -80,6 +80,19 @@ def scan_keys(combo: dict, restriction=None) -> pd.DataFrame:
     return df.reindex(columns=[*SCAN_IMPLANT, "state"]).sort_values(["state", "region", *SCAN_KEY], ignore_index=True)
 
 
+#: what :func:`gather_sets` can read; a caller names the parts it needs, the rest is not fetched
+GATHERED_PARTS = (
+    "seed_maps",
+    "spatial_r",
+    "power_maps",
+    "metrics",
+    "shuffled",
+    "lag_curves",
+    "removal_maps",
+    "excluded",
+)
+
+
 def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathered:
     """Everything :func:`summarize` needs for one combination and band set, fetched once.
 
@@ -92,48 +105,104 @@ def gather(combo: dict, *, band_set: str = "classic", restriction=None) -> Gathe
     restriction : dict or list of dicts, optional
         Limits the scans, e.g. ``{"state": "sedated"}`` or ``{"subject": "01"}``.
     """
+    return gather_sets(combo, [band_set], restriction=restriction)[band_set]
+
+
+def gather_sets(
+    combo: dict, band_sets: Sequence[str], *, restriction=None, parts=GATHERED_PARTS
+) -> dict[str, Gathered]:
+    """:func:`gather` for several band sets at once, each table read once for all of them.
+
+    The scans, seed maps, LFP-removal maps and excluded scans are the same for every band set;
+    the per-band rows of all the sets come in one query per table (a band's name is its
+    FrequencyBand key, so the sets share the dictionaries: each set's summary looks up only its
+    own bands). Only the ``parts`` named are read (the scans always are), and only the columns
+    they need.
+
+    Parameters
+    ----------
+    combo : dict
+        ``lfp_paramset``, ``band_paramset``, ``bold_paramset``, ``relation_paramset``.
+    band_sets : sequence of str
+        FrequencyBand sets, e.g. ``["classic", "one_hz"]``.
+    restriction : dict or list of dicts, optional
+        Limits the scans.
+    parts : iterable of str
+        Names of :data:`GATHERED_PARTS` to read; e.g. ``("seed_maps", "power_maps")`` for the
+        group map statistics.
+
+    Returns
+    -------
+    dict
+        Band set -> :class:`Gathered`.
+    """
+    parts = set(parts)
+    unknown = parts - set(GATHERED_PARTS)
+    if unknown:
+        raise ValueError(f"gather_sets: unknown parts {sorted(unknown)}; known: {', '.join(GATHERED_PARTS)}")
     relation = params.RelationParams.get_params(combo)
-    band_rows = (params.FrequencyBand & {"band_set": band_set}).to_dicts(order_by="band_order")
-    bands = [b["band"] for b in band_rows]
+    band_rows = (params.FrequencyBand & [{"band_set": b} for b in band_sets]).proj("band_set", "band_order")
+    band_rows = band_rows.to_dicts(order_by="band_order")
+    bands = {b: [r["band"] for r in band_rows if r["band_set"] == b] for b in band_sets}
     scans = scan_keys(combo, restriction)
-    g = Gathered(relation=relation, bands=bands, scans=scans)
+    out = {b: Gathered(relation=relation, bands=bands[b], scans=scans) for b in band_sets}
     if scans.empty:
-        return g
+        return out
+    shared = Gathered(relation=relation, bands=[b for s in band_sets for b in bands[s]], scans=scans)
     which = _scans(combo, restriction)  # a semijoin, however many scans there are
-    in_set = [{"band": b} for b in bands]
-    seed = (relations.SeedMap & combo & which).proj("seed_map").to_pandas().reset_index()
-    g.seed_maps = dict(zip(_keys(seed), seed["seed_map"], strict=True))
-    spatial = (relations.SpatialSimilarity.Band & combo & which & in_set).proj("r").to_pandas().reset_index()
-    g.spatial_r = dict(zip(_keys(spatial, ["band"]), spatial["r"].astype(float), strict=True))
-    primary_map = {"map_method": relation["maps"]["methods"][0]}
-    power = (relations.LFPPowerMap.Map & combo & which & in_set & primary_map).proj("power_map")
-    power = power.to_pandas().reset_index()
-    g.power_maps = dict(zip(_keys(power, ["band"]), power["power_map"], strict=True))
-    metric = (relations.TemporalCorrelation.Metric & combo & which & in_set).proj("value").to_pandas().reset_index()
-    if not metric.empty:
-        g.metrics = dict(zip(_keys(metric, ["band", "metric"]), metric["value"].astype(float), strict=True))
-        g.computed = set(zip(metric["band"], metric["metric"], strict=True))
-    shuffle = (relations.TemporalCorrelation.Shuffle & combo & which & in_set).proj("null_mean")
-    shuffle = shuffle.to_pandas().reset_index()
-    if not shuffle.empty:
-        g.shuffled = dict(zip(_keys(shuffle, ["band"]), shuffle["null_mean"].astype(float), strict=True))
-    lags = (relations.LagCorrelation.Band & combo & which & in_set).proj("lags_s", "r").to_pandas().reset_index()
-    if not lags.empty:
-        curves = zip(_keys(lags, ["band"]), lags["lags_s"], lags["r"], strict=True)
-        g.lag_curves = {k: (lg, r) if lg is not None else None for k, lg, r in curves}
-    removal = (relations.LFPRemoval.Method & combo & which).proj("seed_map").to_pandas().reset_index()
-    if not removal.empty:
-        g.removal_maps = dict(zip(_keys(removal, ["removal"]), removal["seed_map"], strict=True))
-    bold = analysis.PreprocessedBold & {"bold_paramset": combo["bold_paramset"]}
-    selected = params.AnalysisSelection & combo
-    excluded = ((bold & {"excluded": True}).proj() & selected) * acquisition.Session.proj("state")
-    excluded = (excluded * acquisition.Implant.proj()) & acquisition.LFPRecording.Channel.proj("region")
-    if restriction is not None:
-        excluded &= restriction
-    g.excluded = excluded.to_pandas().reset_index().reindex(columns=[*SCAN_IMPLANT, "state"])
-    n_kept = ((bold & {"excluded": False}) & selected).to_arrays("n_kept")
-    g.n_volumes = int(np.median(n_kept)) if len(n_kept) else 0
-    return g
+    in_set = [{"band": b} for b in shared.bands]
+
+    def rows(query, *columns):
+        # One structured array: DataJoint decodes it a column at a time (to_dicts and to_pandas
+        # look the heading up for every value of every row, most of the cost here).
+        return query.proj(*columns).to_arrays()
+
+    def keyed(arr, extra=()):
+        return list(zip(*(arr[c].tolist() for c in [*SCAN_IMPLANT, *extra]), strict=True))
+
+    if "seed_maps" in parts:
+        seed = rows(relations.SeedMap & combo & which, "seed_map")
+        shared.seed_maps = dict(zip(keyed(seed), seed["seed_map"], strict=True))
+    if "spatial_r" in parts:
+        spatial = rows(relations.SpatialSimilarity.Band & combo & which & in_set, "r")
+        shared.spatial_r = dict(zip(keyed(spatial, ["band"]), spatial["r"].astype(float), strict=True))
+    if "power_maps" in parts:
+        primary_map = {"map_method": relation["maps"]["methods"][0]}
+        power = rows(relations.LFPPowerMap.Map & combo & which & in_set & primary_map, "power_map")
+        shared.power_maps = dict(zip(keyed(power, ["band"]), power["power_map"], strict=True))
+    if "metrics" in parts:
+        metric = rows(relations.TemporalCorrelation.Metric & combo & which & in_set, "value")
+        if metric.size:
+            shared.metrics = dict(zip(keyed(metric, ["band", "metric"]), metric["value"].astype(float), strict=True))
+            shared.computed = set(zip(metric["band"], metric["metric"], strict=True))
+    if "shuffled" in parts:
+        shuffle = rows(relations.TemporalCorrelation.Shuffle & combo & which & in_set, "null_mean")
+        if shuffle.size:
+            shared.shuffled = dict(zip(keyed(shuffle, ["band"]), shuffle["null_mean"].astype(float), strict=True))
+    if "lag_curves" in parts:
+        lags = rows(relations.LagCorrelation.Band & combo & which & in_set, "lags_s", "r")
+        if lags.size:
+            curves = zip(keyed(lags, ["band"]), lags["lags_s"], lags["r"], strict=True)
+            shared.lag_curves = {k: (lg, r) if lg is not None else None for k, lg, r in curves}
+    if "removal_maps" in parts:
+        removal = rows(relations.LFPRemoval.Method & combo & which, "seed_map")
+        if removal.size:
+            shared.removal_maps = dict(zip(keyed(removal, ["removal"]), removal["seed_map"], strict=True))
+    if "excluded" in parts:
+        bold = analysis.PreprocessedBold & {"bold_paramset": combo["bold_paramset"]}
+        selected = params.AnalysisSelection & combo
+        excluded = ((bold & {"excluded": True}).proj() & selected) * acquisition.Session.proj("state")
+        excluded = (excluded * acquisition.Implant.proj()) & acquisition.LFPRecording.Channel.proj("region")
+        if restriction is not None:
+            excluded &= restriction
+        shared.excluded = excluded.to_pandas().reset_index().reindex(columns=[*SCAN_IMPLANT, "state"])
+        n_kept = ((bold & {"excluded": False}) & selected).to_arrays("n_kept")
+        shared.n_volumes = int(np.median(n_kept)) if len(n_kept) else 0
+    for g in out.values():
+        for name in ("seed_maps", "spatial_r", "power_maps", "metrics", "computed", "shuffled", "lag_curves"):
+            setattr(g, name, getattr(shared, name))
+        g.removal_maps, g.excluded, g.n_volumes = shared.removal_maps, shared.excluded, shared.n_volumes
+    return out
 
 
 def _summarize_group(rows: pd.DataFrame, data: Gathered, n_excluded: int):
@@ -288,8 +357,7 @@ class Cohort(dj.Computed):
         band_sets = params.BandPowerParams.get_params(combo)["band_sets"]
         nc_band = params.RelationParams.get_params(combo)["noise_ceiling"]["band"]
         summaries, scans = {}, None
-        for band_set in band_sets:
-            data = gather(combo, band_set=band_set, restriction=where)
+        for band_set, data in gather_sets(combo, band_sets, restriction=where).items():
             if data.scans.empty:
                 continue
             [(_, summaries[band_set])] = summarize(data)
@@ -425,7 +493,8 @@ class CohortMapStats(dj.Computed):
             "cluster_forming_p": float(settings["cluster_forming_p"]),
             "alpha": float(settings["alpha"]),
         }
-        gathered = [gather(combo, band_set=band_set, restriction=where) for band_set in settings["band_sets"]]
+        sets = gather_sets(combo, settings["band_sets"], restriction=where, parts=("seed_maps", "power_maps"))
+        gathered = list(sets.values())
         scans = gathered[0].scans  # the cohort's scans: the same whichever band set is gathered
         atlases = set((acquisition.Scan & scans[SCAN_KEY].to_dict("records")).to_arrays("atlas"))
         if len(atlases) != 1:
