@@ -99,3 +99,52 @@ def test_bad_input_is_named():
         summarize_cohort(**{**g, "primary_metric": "kendall"})
     with pytest.raises(ValueError, match="subjects has 2 entries"):
         summarize_cohort(**{**g, "subjects": ["01", "02"]})
+
+
+# --- what a cohort row reads ----------------------------------------------------------------------
+
+
+def test_gather_sets_reads_the_stored_rows_once_for_every_band_set(populated_db):
+    """gather_sets: each band set gets its own bands and exactly the stored per-scan values."""
+    from lfpbold.schemas import cohort, params, relations
+
+    key = cohort.Cohort.keys(order_by="KEY")[0]
+    combo = cohort.combination(key)
+    where = {"state": key["state"], "region": key["region"]}
+    band_sets = params.BandPowerParams.get_params(combo)["band_sets"]
+    assert len(band_sets) >= 2  # the study's parameters: classic and one_hz
+    together = cohort.gather_sets(combo, band_sets, restriction=where)
+    assert list(together) == list(band_sets)
+    for band_set, data in together.items():
+        expected = (params.FrequencyBand & {"band_set": band_set}).to_arrays("band", order_by="band_order")
+        assert data.bands == list(expected)
+        alone = cohort.gather(combo, band_set=band_set, restriction=where)
+        assert alone.bands == data.bands and alone.scans.equals(data.scans) and alone.n_volumes == data.n_volumes
+        assert alone.computed <= data.computed
+    data = together[band_sets[0]]
+    assert len(data.scans) > 0
+    method = data.relation["maps"]["methods"][0]
+    for scan in data.scans.to_dict("records"):
+        k = tuple(scan[c] for c in cohort.SCAN_IMPLANT)
+        scan_key = {**combo, **{c: scan[c] for c in cohort.SCAN_IMPLANT}}
+        np.testing.assert_array_equal(data.seed_maps[k], (relations.SeedMap & scan_key).fetch1("seed_map"))
+        for band in data.bands:
+            stored = (relations.LFPPowerMap.Map & scan_key & {"band": band, "map_method": method}).fetch1("power_map")
+            np.testing.assert_array_equal(data.power_maps[k + (band,)], stored)
+            r = (relations.SpatialSimilarity.Band & scan_key & {"band": band}).fetch1("r")
+            assert data.spatial_r[k + (band,)] == pytest.approx(r)
+
+
+def test_gather_sets_reads_only_the_parts_named(populated_db):
+    from lfpbold.schemas import cohort, params
+
+    key = cohort.Cohort.keys(order_by="KEY")[0]
+    combo = cohort.combination(key)
+    band_sets = params.BandPowerParams.get_params(combo)["band_sets"]
+    where = {"state": key["state"], "region": key["region"]}
+    only = cohort.gather_sets(combo, band_sets, restriction=where, parts=("seed_maps", "power_maps"))
+    for data in only.values():
+        assert data.seed_maps and data.power_maps
+        assert not data.spatial_r and not data.metrics and not data.removal_maps and data.excluded is None
+    with pytest.raises(ValueError, match="unknown parts"):
+        cohort.gather_sets(combo, band_sets, parts=("seed_map",))
