@@ -16,6 +16,11 @@ import numpy as np
 from .checksum import sha256
 from .errors import IngestError
 
+try:  # ISA-L's inflate, about twice zlib's speed (HDF5's deflate filter writes zlib streams)
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib gives the same bytes, slower
+    import zlib as _zlib
+
 __all__ = ["read_nwb", "read_lfp", "find_series", "TRIGGER_NAMES"]
 
 TRIGGER_NAMES = ("scanner_volumes", "scanner_slices")
@@ -23,6 +28,8 @@ DEFAULT_SERIES = "acquisition/ElectricalSeries"
 # A model name is a word that starts with a capital and holds a digit, e.g. MRCM16LP, A1x16-5mm
 _MODEL_WORD = re.compile(r"^[A-Z][A-Za-z]*\d[\w.\-]*$")
 _BLOCK_BYTES = 32 << 20  # per read_lfp block; bounds memory beyond the output array
+_DEFLATE, _SHUFFLE = 1, 2  # HDF5 filter codes (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
+_FILTERS = {_DEFLATE, _SHUFFLE}  # chunks this module decodes from the file's bytes
 
 
 @contextmanager
@@ -355,12 +362,14 @@ def inspect_nwb(nwb_path) -> list[dict]:
 def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum: bool = False) -> dict:
     """Check every sample of one or more ElectricalSeries, in the pass that hashes the file.
 
-    The file is read once, in large blocks, from start to end (:func:`lfpbold.ingest.sha256`);
-    each block is hashed and, where it holds bytes of a series' ``data`` or ``timestamps`` stored
-    raw (contiguous, or chunked without compression over whole rows), those bytes are checked
-    in place as numpy views (no copy): float samples must be finite, timestamps finite and
-    increasing. A dataset stored otherwise (compressed chunks, chunks that split the channels)
-    is read through h5py instead, a whole chunk of rows (about 32 MB) at a time. Integer samples
+    The file is read once, in 8 MB blocks, from start to end (:func:`lfpbold.ingest.sha256`, whose
+    reader thread hashes each block while this thread checks it). Where a block holds bytes of a
+    series' float ``data`` or its ``timestamps``, located in the file by HDF5 (the offset of a
+    contiguous dataset, or of each chunk), they are checked in place as numpy views of the block
+    (no copy): samples must be finite, timestamps finite and increasing. Chunks compressed by
+    HDF5's deflate filter (with or without shuffle), as NeuroConv writes them, are inflated from
+    the same bytes (ISA-L). A dataset stored any other way (another filter, compact or external
+    storage) is read through h5py first, whole chunks of about 32 MB at a time. Integer samples
     are always finite, so only their scaling is checked. Also checks ``conversion``/``offset``/
     ``channel_conversion``.
 
@@ -417,36 +426,42 @@ def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum:
                 if layout is None:
                     slow.append((dataset.name, check))
                 else:
-                    pieces.extend((offset, nbytes, first, check) for offset, nbytes, first in layout)
-        # datasets h5py must decode: read through it now, while the file is open
+                    pieces.extend((offset, nbytes, origin, check, codec) for offset, nbytes, origin, codec in layout)
+        # datasets whose chunks this module cannot decode: h5py reads them, while the file is open
         for name, check in slow:
             dataset = f[name]
             rows = check.rows_per_read(dataset)
             for a in range(0, dataset.shape[0], rows):
                 part = np.ascontiguousarray(dataset[a : a + rows])
                 check((a, 0, check.width), 0, part.reshape(-1))
-    if pieces or checksum:
-        feeder = _Feeder(sorted(pieces, key=lambda p: p[0])) if pieces else None
-        digest = sha256(path, each_block=feeder, digest=checksum)
-        if feeder is not None:
-            feeder.done()
-    else:
-        digest = ""
+    # then the one read of the file that hashes it and checks what lies in it as raw or deflated bytes
+    digest = _one_pass(path, pieces, checksum) if pieces or checksum else ""
     after = os.stat(path)
     if before is None or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise IngestError(path, "file", "changed while it was being read; ingest again once nothing writes to it")
     return {"sha256": digest, "size": int(before.st_size), "mtime_ns": int(before.st_mtime_ns)}
 
 
-def _raw_layout(ds) -> list[tuple[int, int, tuple[int, int, int]]] | None:
-    """Where a 1-D or 2-D dataset's elements lie in its file, as (byte offset, bytes, origin), in
-    file order, or None when they cannot be read as raw bytes (compressed or filtered chunks,
-    compact or external storage, unwritten chunks whose fill value is not finite).
+def _one_pass(path, pieces, checksum: bool) -> str:
+    """SHA-256 of the file (``""`` without ``checksum``), its raw pieces checked in the same read."""
+    feeder = _Feeder(sorted(pieces, key=lambda p: p[0])) if pieces else None
+    digest = sha256(path, each_block=feeder, digest=checksum)
+    if feeder is not None:
+        feeder.done()
+    return digest
+
+
+def _raw_layout(ds) -> list[tuple] | None:
+    """Where a 1-D or 2-D dataset's elements lie in its file, as (byte offset, bytes, origin, codec),
+    in file order, or None when this module cannot decode them from the file's bytes (filters other
+    than deflate and shuffle, compact or external storage, unwritten chunks whose fill value is not
+    finite).
 
     ``origin`` is (first row, first column, columns per row) of the C-order run of elements the
     bytes hold: (0, 0, n_columns) for a contiguous dataset, the chunk's corner and width for a
     chunk (an edge chunk's rows past the end are left out; its columns past the end, padding, are
-    passed on and ignored by the checks).
+    passed on and ignored by the checks). ``codec`` is None for bytes stored as they are, else
+    (filter codes to undo, last first; elements of a whole chunk; elements before the padding rows).
     """
     item = ds.dtype.itemsize
     if ds.size == 0:
@@ -459,8 +474,9 @@ def _raw_layout(ds) -> list[tuple[int, int, tuple[int, int, int]]] | None:
     width = ds.shape[1] if ds.ndim == 2 else 1
     if ds.chunks is None:
         offset = ds.id.get_offset()
-        return None if offset is None else [(int(offset), ds.size * item, (0, 0, width))]
-    if plist.get_nfilters() > 0:
+        return None if offset is None else [(int(offset), ds.size * item, (0, 0, width), None)]
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if any(code not in _FILTERS for code in filters):
         return None
     n_rows, per = ds.shape[0], ds.chunks[0]
     chunk_width = ds.chunks[1] if ds.ndim == 2 else 1
@@ -471,7 +487,13 @@ def _raw_layout(ds) -> list[tuple[int, int, tuple[int, int, int]]] | None:
         c0 = int(info.chunk_offset[1]) if ds.ndim == 2 else 0
         if info.byte_offset is None or r0 >= n_rows:
             return
-        out.append((int(info.byte_offset), min(per, n_rows - r0) * chunk_width * item, (r0, c0, chunk_width)))
+        valid = min(per, n_rows - r0) * chunk_width
+        active = tuple(code for i, code in enumerate(filters) if not info.filter_mask & (1 << i))
+        if active:
+            codec = (active[::-1], per * chunk_width, valid)
+            out.append((int(info.byte_offset), int(info.size), (r0, c0, chunk_width), codec))
+        else:
+            out.append((int(info.byte_offset), valid * item, (r0, c0, chunk_width), None))
 
     try:
         ds.id.chunk_iter(add)  # one call for all chunks (HDF5 1.12.3+)
@@ -489,44 +511,75 @@ def _raw_layout(ds) -> list[tuple[int, int, tuple[int, int, int]]] | None:
 class _Feeder:
     """Hands each block of a sequential read of the file the parts of it that are elements of the
     datasets to check, as numpy views on the block; an element split by a block boundary is put
-    together from both blocks."""
+    together from both blocks, a deflated chunk inflated (and unshuffled) once all of it is read."""
 
     def __init__(self, pieces):
-        self.pieces = pieces  # (offset, nbytes, origin, check), by offset, not overlapping
+        self.pieces = pieces  # (offset, nbytes, origin, check, codec), by offset, not overlapping
         self.next = 0
         self.pos = 0
-        self.pending = b""
+        self.pending = bytearray()
 
     def __call__(self, block: bytes) -> None:
         start, end = self.pos, self.pos + len(block)
         self.pos = end
         view = memoryview(block)
         while self.next < len(self.pieces):
-            offset, nbytes, first, check = self.pieces[self.next]
+            offset, nbytes, origin, check, codec = self.pieces[self.next]
             if offset >= end:
                 return
             a, b = max(offset, start), min(offset + nbytes, end)
-            item = check.itemsize
-            done = a - offset  # bytes of this piece before this block's part
-            if self.pending:
-                need = min(item - len(self.pending), b - a)
-                self.pending += bytes(view[a - start : a - start + need])
-                a, done = a + need, done + need
-                if len(self.pending) == item:
-                    check(first, done // item - 1, np.frombuffer(self.pending, dtype=check.dtype))
-                    self.pending = b""
-            whole = (b - a) // item * item
-            if whole:
-                check(first, done // item, np.frombuffer(view[a - start : a - start + whole], dtype=check.dtype))
-            if a + whole < b:
-                self.pending += bytes(view[a + whole - start : b - start])
+            if codec is not None:  # a whole stored chunk is needed to inflate it
+                if a == offset and b == offset + nbytes:
+                    self._decode(view[a - start : b - start], origin, check, codec)
+                else:
+                    self.pending += view[a - start : b - start]
+                    if len(self.pending) == nbytes:
+                        self._decode(self.pending, origin, check, codec)
+                        self.pending = bytearray()
+            else:
+                item = check.itemsize
+                done = a - offset  # bytes of this piece before this block's part
+                if self.pending:
+                    need = min(item - len(self.pending), b - a)
+                    self.pending += view[a - start : a - start + need]
+                    a, done = a + need, done + need
+                    if len(self.pending) == item:
+                        check(origin, done // item - 1, np.frombuffer(self.pending, dtype=check.dtype))
+                        self.pending = bytearray()
+                whole = (b - a) // item * item
+                if whole:
+                    check(origin, done // item, np.frombuffer(view[a - start : a - start + whole], dtype=check.dtype))
+                if a + whole < b:
+                    self.pending += view[a + whole - start : b - start]
             if offset + nbytes > end:
                 return
             self.next += 1
 
+    @staticmethod
+    def _decode(stored, origin, check, codec) -> None:
+        undo, n_elements, valid = codec
+        data = stored
+        for code in undo:
+            if code == _DEFLATE:
+                try:
+                    data = _zlib.decompress(data)
+                except _zlib.error as exc:
+                    raise IngestError(
+                        check.path, check.field, f"chunk at sample {origin[0]} does not inflate ({exc})"
+                    ) from None
+            else:  # shuffle: the k-th bytes of all elements, then the (k+1)-th, ...
+                data = np.frombuffer(data, dtype=np.uint8).reshape(check.itemsize, -1).T.tobytes()
+        if len(data) != n_elements * check.itemsize:
+            raise IngestError(
+                check.path,
+                check.field,
+                f"chunk at sample {origin[0]} decodes to {len(data):,} bytes, not {n_elements * check.itemsize:,}",
+            )
+        check(origin, 0, np.frombuffer(data, dtype=check.dtype, count=valid))
+
     def done(self) -> None:
         if self.next < len(self.pieces):
-            offset, _, _, check = self.pieces[self.next]
+            offset, _, _, check, _ = self.pieces[self.next]
             raise IngestError(check.path, "file", f"ends before byte {offset + 1:,}, where {check.field} lies")
 
 

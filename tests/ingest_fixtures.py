@@ -131,7 +131,8 @@ def write_nwb(
     writes a multi-probe recording), "per_probe_lfp" (the same in processing/ecephys/LFP).
     probe_series: with a per-probe layout, fields of the last series to change (``rate``,
     ``starting_time``, ``n_samples``), to write series that disagree.
-    chunks: HDF5 chunk shape of the samples, or ``"gzip"`` for gzip chunks of 256 rows (contiguous if None).
+    chunks: HDF5 chunk shape of the samples, or ``"gzip"``, ``"gzip+shuffle"``, ``"fletcher32"`` for
+    chunks of 256 rows through those HDF5 filters (contiguous if None).
     triggers: "events" (EventsTable), "timeseries", "intervals" (TimeIntervals in acquisition), "none".
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -211,11 +212,17 @@ def write_nwb(
     if chunks is not None:
         from hdmf.backends.hdf5.h5_utils import H5DataIO
 
-        wrap = (
-            (lambda a: H5DataIO(a, chunks=(min(256, a.shape[0]), a.shape[1]), compression="gzip"))
-            if chunks == "gzip"
-            else (lambda a: H5DataIO(a, chunks=tuple(min(c, n) for c, n in zip(chunks, a.shape, strict=True))))
-        )
+        filters = {
+            "gzip": {"compression": "gzip"},
+            "gzip+shuffle": {"compression": "gzip", "shuffle": True},
+            "fletcher32": {"fletcher32": True},
+        }
+
+        def wrap(a):
+            if isinstance(chunks, str):
+                return H5DataIO(a, chunks=(min(256, a.shape[0]), a.shape[1]), **filters[chunks])
+            return H5DataIO(a, chunks=tuple(min(c, n) for c, n in zip(chunks, a.shape, strict=True)))
+
     else:
         wrap = None
     es_kw = {

@@ -181,11 +181,11 @@ def test_bad_nwb_is_refused_and_the_database_unchanged(study, embedded_db, case)
 
 
 def test_sample_check_streams_in_blocks(tmp_path, monkeypatch):
-    """Compressed chunks cannot be read as raw bytes: h5py decodes them, whole chunks at a time."""
+    """Chunks through a filter the pass does not undo: h5py decodes them, whole chunks at a time."""
     from lfpbold.ingest import nwb as nwb_module
 
     path = tmp_path / "x.nwb"
-    write_nwb(path, n_volumes=12, chunks="gzip")
+    write_nwb(path, n_volumes=12, chunks="fletcher32")
     with h5py.File(path, "r+") as f:
         f["acquisition/ElectricalSeries/data"][3001, 2] = np.inf
         assert nwb_module._raw_layout(f["acquisition/ElectricalSeries/data"]) is None
@@ -199,7 +199,9 @@ LAYOUTS = {
     "chunks of whole rows": (137, 4),
     "chunks of one channel": (200, 1),  # as lfpbold simulate writes (1 s x 1 channel)
     "edge chunks padded": (100, 3),  # 4 channels in chunks 3 wide: the last chunk column is padding
-    "compressed": "gzip",
+    "deflated": "gzip",  # as NeuroConv writes by default
+    "deflated and shuffled": "gzip+shuffle",
+    "another filter": "fletcher32",  # decoded by h5py, before the pass
 }
 
 
@@ -215,7 +217,7 @@ def test_samples_checked_in_the_pass_that_hashes(tmp_path, monkeypatch, layout):
     key = "acquisition/ElectricalSeries"
     with h5py.File(path) as f:
         raw = nwb_module._raw_layout(f[f"{key}/data"])
-        assert (raw is None) == (layout == "compressed")
+        assert (raw is None) == (layout == "another filter")
     reads = []
     real = checksum.sha256
     monkeypatch.setattr(nwb_module, "sha256", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
