@@ -191,7 +191,7 @@ class LFPRecording(dj.Manual):
         definition = """
         # one column of the series and the implant it belongs to
         -> master
-        channel : int32                # column index in the series
+        channel : int32                # column index in the series (numbered across them if one per probe)
         ---
         -> Implant
         electrode : int32              # contact on the implant's probe

@@ -387,3 +387,16 @@ def test_series_per_probe_ingested_and_populated(study, embedded_db):
     for region in ("ACC", "M1"):
         one, per_probe = ((analysis.CleanLFP & {"run": run, "region": region}).fetch1("combined") for run in (1, 2))
         np.testing.assert_array_equal(one, per_probe)
+
+
+def test_series_behind_an_external_link_is_read_from_its_own_file(tmp_path):
+    """The byte offsets HDF5 gives for a linked dataset are in the other file: h5py reads it."""
+    target, linking = tmp_path / "raw.nwb", tmp_path / "derived.h5"
+    write_nwb(target)
+    with h5py.File(target, "r+") as f:
+        f["acquisition/ElectricalSeries/data"][123, 2] = np.nan
+    with h5py.File(linking, "w") as f:
+        f.create_dataset("padding", data=np.zeros(100_000, dtype=np.float32))  # other bytes at that offset
+        f["acquisition/ElectricalSeries"] = h5py.ExternalLink(target.name, "acquisition/ElectricalSeries")
+    with pytest.raises(IngestError, match=r"non-finite sample \(nan\) at channel 2, sample 123"):
+        check_samples(linking, "acquisition/ElectricalSeries", 200.0, checksum=True)
