@@ -14,9 +14,10 @@ for each, cold (the file's pages dropped with ``posix_fadvise(DONTNEED)`` first)
 - ``after``: :func:`lfpbold.ingest.nwb.check_samples` with ``checksum=True``: one read, each block
   hashed and its samples checked as numpy views of the block (deflated chunks inflated from it).
 
-Prints MB/s of file and the ratios; asserts nothing. The NWB Inspector (``--inspect``) is timed
-once on the first layout (it reads metadata, not samples). Peak memory is this process's
-``ru_maxrss`` (files are written by a child process).
+Prints MB/s of file and the ratios, of wall time and of CPU time (all threads; on a machine
+shared with other jobs the wall ratios vary between runs, the CPU ones much less); asserts
+nothing. The NWB Inspector (``--inspect``) is timed once on the first layout (it reads metadata,
+not samples). Peak memory is this process's ``ru_maxrss`` (files are written by a child process).
 
     python benchmarks/nwb_ingest_checks.py --mb 512 [--layouts contiguous,rows,channel,gzip]
 """
@@ -75,17 +76,19 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
-def median(fn, path: Path, repeat: int, cold: bool) -> float:
-    times = []
+def median(fn, path: Path, repeat: int, cold: bool) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads of this process) of ``fn``."""
+    wall, cpu = [], []
     for _ in range(repeat):
         if cold:
             drop_cache(path)
         else:
             fn()  # warm: the run before fills the page cache
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main():
@@ -94,7 +97,7 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--layouts", default="contiguous,rows,channel,gzip")
     parser.add_argument("--inspect", action="store_true")
     args = parser.parse_args()
@@ -136,11 +139,19 @@ def main():
                     for name, fn in (("read", read_only), ("sha256", sha256), ("before", before), ("after", after))
                 }
                 label = "cold" if cold else "warm"
+                wall = {k: v[0] for k, v in t.items()}
+                cpu = {k: v[1] for k, v in t.items()}
                 print(
-                    f"  {label}: "
-                    + ", ".join(f"{k} {v:.2f} s ({size / v:.0f} MB/s)" for k, v in t.items())
-                    + f"; after = {t['after'] / t['sha256']:.2f}x sha256, {t['after'] / t['read']:.2f}x read, "
-                    f"before = {t['before'] / t['after']:.2f}x after"
+                    f"  {label} wall: "
+                    + ", ".join(f"{k} {v:.2f} s ({size / v:.0f} MB/s)" for k, v in wall.items())
+                    + f"; after = {wall['after'] / wall['sha256']:.2f}x sha256, "
+                    f"{wall['after'] / wall['read']:.2f}x read, before = {wall['before'] / wall['after']:.2f}x after"
+                )
+                print(
+                    f"  {label} CPU:  "
+                    + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
+                    + f"; after = {cpu['after'] / cpu['sha256']:.2f}x sha256, "
+                    f"before = {cpu['before'] / cpu['after']:.2f}x after"
                 )
             if args.inspect and i == 0:
                 t0 = time.perf_counter()
