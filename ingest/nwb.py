@@ -481,12 +481,13 @@ def _raw_layout(ds) -> list[tuple] | None:
     if any(code not in _FILTERS for code in filters):
         return None
     n_rows, per = ds.shape[0], ds.chunks[0]
-    chunk_width = ds.chunks[1] if ds.ndim == 2 else 1
+    two_d = ds.ndim == 2  # once: each h5py property access takes its lock
+    chunk_width = ds.chunks[1] if two_d else 1
     out = []
 
     def add(info):
         r0 = int(info.chunk_offset[0])
-        c0 = int(info.chunk_offset[1]) if ds.ndim == 2 else 0
+        c0 = int(info.chunk_offset[1]) if two_d else 0
         if info.byte_offset is None or r0 >= n_rows:
             return
         valid = min(per, n_rows - r0) * chunk_width
