@@ -6,7 +6,10 @@ for its BOLD NIfTI and its NWB file, each several times (warm page cache):
 - the default check (``verify="stat"``: size and modification time as recorded);
 - the full check (``verify="full"``: SHA-256 of the whole file), also what a touched or copied
   file costs under the default check;
-- reading the data as the make does (``read_bold``; ``read_lfp`` of every channel).
+- reading the data as the make does (``read_bold``; ``read_lfp`` of every channel);
+- for the NWB file, ingest's check (:func:`lfpbold.ingest.nwb.check_samples` with
+  ``checksum=True``: SHA-256 and every sample checked in one read), warm and cold (pages dropped
+  with ``posix_fadvise(DONTNEED)``), against the full check (SHA-256 alone) in the same state.
 
 Prints medians and each check's ratio to the read; asserts nothing.
 
@@ -25,9 +28,19 @@ import time
 from pathlib import Path
 
 
-def _median(fn, repeat: int) -> float:
+def _drop_cache(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _median(fn, repeat: int, cold=None) -> float:
     times = []
     for _ in range(repeat):
+        if cold is not None:
+            _drop_cache(cold)
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -74,6 +87,21 @@ def main() -> None:
                 f"{path.name}: {mb:.1f} MB; read {read_s:.3f} s; stat check {stat_s * 1e6:.0f} us "
                 f"({stat_s / read_s:.1e} x read); full check {full_s:.3f} s ({mb / full_s:.0f} MB/s, "
                 f"{full_s / read_s:.2f} x read)"
+            )
+        from lfpbold.ingest.nwb import check_samples
+
+        with h5py.File(nwb, "r") as f:
+            rate = float(f["acquisition/ElectricalSeries/starting_time"].attrs["rate"])
+        rec = fingerprint(nwb)
+        mb = os.stat(nwb).st_size / 1e6
+        for state, cold in (("warm", None), ("cold", nwb)):
+            full_s = _median(lambda r=rec: verify_file(nwb, **r, verify="full"), args.repeat, cold)
+            check_s = _median(
+                lambda: check_samples(nwb, "acquisition/ElectricalSeries", rate, checksum=True), args.repeat, cold
+            )
+            print(
+                f"{nwb.name} {state}: full check {full_s:.3f} s ({mb / full_s:.0f} MB/s); ingest check, samples and "
+                f"SHA-256 in one read, {check_s:.3f} s ({mb / check_s:.0f} MB/s, {check_s / full_s:.2f} x full check)"
             )
     finally:
         if not args.keep and args.workdir is None:

@@ -4,6 +4,7 @@ scanner triggers (metadata via pynwb), and a lazy sample reader (h5py, time bloc
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from contextlib import contextmanager
@@ -12,7 +13,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .checksum import sha256
 from .errors import IngestError
+
+try:  # ISA-L's inflate, about twice zlib's speed (HDF5's deflate filter writes zlib streams)
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib gives the same bytes, slower
+    import zlib as _zlib
 
 __all__ = ["read_nwb", "read_lfp", "find_series", "TRIGGER_NAMES"]
 
@@ -21,6 +28,8 @@ DEFAULT_SERIES = "acquisition/ElectricalSeries"
 # A model name is a word that starts with a capital and holds a digit, e.g. MRCM16LP, A1x16-5mm
 _MODEL_WORD = re.compile(r"^[A-Z][A-Za-z]*\d[\w.\-]*$")
 _BLOCK_BYTES = 32 << 20  # per read_lfp block; bounds memory beyond the output array
+_DEFLATE, _SHUFFLE = 1, 2  # HDF5 filter codes (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
+_FILTERS = {_DEFLATE, _SHUFFLE}  # chunks this module decodes from the file's bytes
 
 
 @contextmanager
@@ -82,15 +91,8 @@ def _elsewhere(obj) -> str:
     return obj.name
 
 
-def find_series(nwbfile, nwb_path: Path, series_path: str | None = None):
-    """The raw ElectricalSeries of a file and its HDF5 path.
-
-    By ``series_path`` if given; else ``acquisition["ElectricalSeries"]``; else the single
-    ElectricalSeries anywhere in acquisition or a processing module (inside an LFP or
-    FilteredEphys container too, as NeuroConv writes ``processing/ecephys/LFP/ElectricalSeriesLFP``).
-    Series elsewhere (analysis, scratch, stimulus) are never taken. Several candidates is an
-    error that lists them.
-    """
+def _candidates(nwbfile):
+    """({path: ElectricalSeries} in acquisition or processing, [paths of those elsewhere])."""
     from pynwb.ecephys import ElectricalSeries
 
     every, others = {}, []
@@ -101,30 +103,99 @@ def find_series(nwbfile, nwb_path: Path, series_path: str | None = None):
                 others.append(_elsewhere(obj))
             else:
                 every[where] = obj
+    return every, others
+
+
+def find_series(nwbfile, nwb_path: Path, series_path: str | None = None):
+    """The raw ElectricalSeries of a file and its HDF5 path, when the file holds one.
+
+    A file with one series per probe is an error here; :func:`find_series_set` takes it.
+    """
+    found = find_series_set(nwbfile, nwb_path, series_path)
+    if len(found) > 1:
+        names = ", ".join(k for _, k in found)
+        raise IngestError(nwb_path, DEFAULT_SERIES, f"{len(found)} ElectricalSeries, one per probe: {names}")
+    return found[0]
+
+
+def _per_probe(group: dict) -> bool:
+    """Whether several series share no electrode: one series per probe, not raw + LFP of the same."""
+    seen = set()
+    for series in group.values():
+        rows = set(np.asarray(series.electrodes.data[:], dtype=np.int64).tolist())
+        if rows & seen:
+            return False
+        seen |= rows
+    return True
+
+
+def find_series_set(nwbfile, nwb_path: Path, series_path: str | None = None) -> list:
+    """The raw ElectricalSeries of a file, as [(series, HDF5 path)], sorted by path.
+
+    By ``series_path`` if given (a series, or a container such as ``processing/ecephys/LFP`` whose
+    series are taken together); else ``acquisition["ElectricalSeries"]``; else the single
+    ElectricalSeries anywhere in acquisition or a processing module (inside an LFP or
+    FilteredEphys container too, as NeuroConv writes ``processing/ecephys/LFP/ElectricalSeriesLFP``);
+    else the series of one container that share no electrode, one per probe, as SpikeInterface and
+    NeuroConv write a multi-probe recording (``acquisition/ElectricalSeriesProbeA``,
+    ``acquisition/ElectricalSeriesProbeB``). Series elsewhere (analysis, scratch, stimulus) are never
+    taken. Several candidates otherwise is an error that lists them.
+    """
+    every, others = _candidates(nwbfile)
     if series_path is not None:
         key = series_path.strip("/")
-        if key not in every:
+        if key in every:
+            return [(every[key], key)]
+        inside = {k: v for k, v in every.items() if k.rsplit("/", 1)[0] == key}
+        if inside and _per_probe(inside):
+            return [(inside[k], k) for k in sorted(inside)]
+        if inside:
             raise IngestError(
-                nwb_path,
-                key,
-                f"no ElectricalSeries in acquisition or processing at this path "
-                f"(found: {', '.join(sorted(every)) or 'none'})",
+                nwb_path, key, f"the series in this container share electrodes: {', '.join(sorted(inside))}"
             )
-        return every[key], key
-    if DEFAULT_SERIES in every:
-        return every[DEFAULT_SERIES], DEFAULT_SERIES
-    candidates = every
-    if not candidates:
-        elsewhere = f" (elsewhere, not taken: {', '.join(sorted(others))})" if others else ""
-        raise IngestError(nwb_path, DEFAULT_SERIES, f"no ElectricalSeries in acquisition or processing{elsewhere}")
-    if len(candidates) > 1:
         raise IngestError(
             nwb_path,
-            DEFAULT_SERIES,
-            f"{len(candidates)} candidate ElectricalSeries, name one as series_path: {', '.join(sorted(candidates))}",
+            key,
+            f"no ElectricalSeries in acquisition or processing at this path "
+            f"(found: {', '.join(sorted(every)) or 'none'})",
         )
-    ((key, series),) = candidates.items()
-    return series, key
+    if DEFAULT_SERIES in every:
+        return [(every[DEFAULT_SERIES], DEFAULT_SERIES)]
+    if not every:
+        elsewhere = f" (elsewhere, not taken: {', '.join(sorted(others))})" if others else ""
+        raise IngestError(nwb_path, DEFAULT_SERIES, f"no ElectricalSeries in acquisition or processing{elsewhere}")
+    if len(every) == 1:
+        ((key, series),) = every.items()
+        return [(series, key)]
+    containers = {}
+    for k, v in every.items():
+        containers.setdefault(k.rsplit("/", 1)[0], {})[k] = v
+    if len(containers) == 1:
+        ((_, group),) = containers.items()
+        if _per_probe(group):
+            return [(group[k], k) for k in sorted(group)]
+    raise IngestError(
+        nwb_path,
+        DEFAULT_SERIES,
+        f"{len(every)} candidate ElectricalSeries, name one (or the container of one series per probe) as "
+        f"series_path: {', '.join(sorted(every))}",
+    )
+
+
+def _clock(path, series, key):
+    """(rate, start time) of a series."""
+    if series.rate is not None:
+        rate = float(series.rate)
+        t0 = float(series.starting_time or 0.0)
+    else:
+        stamps = series.timestamps
+        if stamps is None or len(stamps) < 2:
+            raise IngestError(path, f"{key}/timestamps", "neither rate nor timestamps")
+        t0, t1 = float(stamps[0]), float(stamps[-1])
+        rate = (len(stamps) - 1) / (t1 - t0)
+    if not rate > 0:
+        raise IngestError(path, f"{key}/rate", f"{rate!r} is not a positive sampling rate")
+    return rate, t0
 
 
 def _column(table, name):
@@ -288,77 +359,314 @@ def inspect_nwb(nwb_path) -> list[dict]:
     return findings
 
 
-def check_samples(nwb_path, series_path: str, rate: float | None = None) -> int:
-    """Stream an ElectricalSeries once, chunk by chunk, and refuse any non-finite sample.
+def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum: bool = False) -> dict:
+    """Check every sample of one or more ElectricalSeries, in the pass that hashes the file.
 
-    Reads whole HDF5 chunks of rows (about 32 MB at a time), never the whole series. Also checks
-    ``conversion``/``offset``/``channel_conversion`` and, for a series with ``timestamps``, that they
-    are finite and increasing. Integer samples are always finite, so only their scaling is checked.
-    Returns the number of samples read (rows x channels).
+    The file is read once, in 8 MB blocks, from start to end (:func:`lfpbold.ingest.sha256`, whose
+    reader thread hashes each block while this thread checks it). Where a block holds bytes of a
+    series' float ``data`` or its ``timestamps``, located in the file by HDF5 (the offset of a
+    contiguous dataset, or of each chunk), they are checked in place as numpy views of the block
+    (no copy): samples must be finite, timestamps finite and increasing. Chunks compressed by
+    HDF5's deflate filter (with or without shuffle), as NeuroConv writes them, are inflated from
+    the same bytes (ISA-L). A dataset stored any other way (another filter, compact or external
+    storage) is read through h5py first, whole chunks of about 32 MB at a time. Integer samples
+    are always finite, so only their scaling is checked. Also checks ``conversion``/``offset``/
+    ``channel_conversion``.
+
+    Parameters
+    ----------
+    nwb_path : path
+    series_path : str or sequence of str
+        HDF5 path(s) of the series, e.g. ``acquisition/ElectricalSeries``.
+    rate : float, optional
+        Sampling rate, to say when a bad sample lies.
+    checksum : bool
+        Also return the file's SHA-256 (taken in the same pass).
+
+    Returns
+    -------
+    dict with ``sha256`` (``""`` without ``checksum``), ``size`` and ``mtime_ns``, taken before
+    the pass; a file that changes during it is refused.
     """
     path = Path(nwb_path)
-    key = series_path.strip("/")
+    keys = [series_path] if isinstance(series_path, str) else list(series_path)
+    keys = [k.strip("/") for k in keys]
+    before = os.stat(path) if path.exists() else None
+    pieces, slow = [], []
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
     with f:
-        if key not in f or "data" not in f[key]:
-            raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
-        group = f[key]
-        ds = group["data"]
-        for attr in ("conversion", "offset"):
-            value = float(ds.attrs.get(attr, 1.0 if attr == "conversion" else 0.0))
-            if not np.isfinite(value):
-                raise IngestError(path, f"{key}/data/{attr}", f"{value!r} is not finite")
-        if "channel_conversion" in group:
-            cc = np.asarray(group["channel_conversion"][:], dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(cc))
-            if bad.size:
-                raise IngestError(path, f"{key}/channel_conversion", f"{cc[bad[0]]!r} for channel {bad[0]}")
-        n_rows = ds.shape[0]
-        n_cols = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
-        rows = max(1, _BLOCK_BYTES // (n_cols * ds.dtype.itemsize))
+        for key in keys:
+            if key not in f or "data" not in f[key]:
+                raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
+            group = f[key]
+            ds = group["data"]
+            for attr in ("conversion", "offset"):
+                value = float(ds.attrs.get(attr, 1.0 if attr == "conversion" else 0.0))
+                if not np.isfinite(value):
+                    raise IngestError(path, f"{key}/data/{attr}", f"{value!r} is not finite")
+            if "channel_conversion" in group:
+                cc = np.asarray(group["channel_conversion"][:], dtype=np.float64)
+                bad = np.flatnonzero(~np.isfinite(cc))
+                if bad.size:
+                    raise IngestError(path, f"{key}/channel_conversion", f"{cc[bad[0]]!r} for channel {bad[0]}")
+            checks = []
+            if ds.dtype.kind == "f":
+                checks.append((ds, _FiniteCheck(path, f"{key}/data", ds, rate)))
+            if "timestamps" in group:
+                stamps = group["timestamps"]
+                checks.append((stamps, _StampCheck(path, f"{key}/timestamps", stamps)))
+            for dataset, check in checks:
+                # a dataset reached through an external link lies in another file: h5py reads it
+                here = Path(dataset.file.filename).resolve() == path.resolve()
+                layout = _raw_layout(dataset) if here else None
+                if layout is not None and isinstance(check, _StampCheck):
+                    if any(x[2][0] >= y[2][0] for x, y in zip(layout, layout[1:], strict=False)):
+                        layout = None  # chunks out of time order: increasing is checked through h5py
+                if layout is None:
+                    slow.append((check.field, check))  # the path in this file, links followed
+                else:
+                    pieces.extend((offset, nbytes, origin, check, codec) for offset, nbytes, origin, codec in layout)
+        # datasets whose chunks this module cannot decode: h5py reads them, while the file is open
+        for name, check in slow:
+            dataset = f[name]
+            rows = check.rows_per_read(dataset)
+            for a in range(0, dataset.shape[0], rows):
+                part = np.ascontiguousarray(dataset[a : a + rows])
+                check((a, 0, check.width), 0, part.reshape(-1))
+    # then the one read of the file that hashes it and checks what lies in it as raw or deflated bytes
+    digest = _one_pass(path, pieces, checksum) if pieces or checksum else ""
+    after = os.stat(path)
+    if before is None or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise IngestError(path, "file", "changed while it was being read; ingest again once nothing writes to it")
+    return {"sha256": digest, "size": int(before.st_size), "mtime_ns": int(before.st_mtime_ns)}
+
+
+def _one_pass(path, pieces, checksum: bool) -> str:
+    """SHA-256 of the file (``""`` without ``checksum``), its raw pieces checked in the same read."""
+    feeder = _Feeder(sorted(pieces, key=lambda p: p[0])) if pieces else None
+    digest = sha256(path, each_block=feeder, digest=checksum)
+    if feeder is not None:
+        feeder.done()
+    return digest
+
+
+def _raw_layout(ds) -> list[tuple] | None:
+    """Where a 1-D or 2-D dataset's elements lie in its file, as (byte offset, bytes, origin, codec),
+    in file order, or None when this module cannot decode them from the file's bytes (filters other
+    than deflate and shuffle, compact or external storage, unwritten chunks whose fill value is not
+    finite).
+
+    ``origin`` is (first row, first column, columns per row) of the C-order run of elements the
+    bytes hold: (0, 0, n_columns) for a contiguous dataset, the chunk's corner and width for a
+    chunk (an edge chunk's rows past the end are left out; its columns past the end, padding, are
+    passed on and ignored by the checks). ``codec`` is None for bytes stored as they are, else
+    (filter codes to undo, last first; elements of a whole chunk; elements before the padding rows).
+    """
+    item = ds.dtype.itemsize
+    if ds.size == 0:
+        return []
+    if ds.dtype.kind not in "fiu" or ds.dtype.subdtype is not None or ds.ndim not in (1, 2):
+        return None
+    plist = ds.id.get_create_plist()
+    if plist.get_external_count() > 0:
+        return None
+    width = ds.shape[1] if ds.ndim == 2 else 1
+    if ds.chunks is None:
+        offset = ds.id.get_offset()
+        return None if offset is None else [(int(offset), ds.size * item, (0, 0, width), None)]
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if any(code not in _FILTERS for code in filters):
+        return None
+    n_rows, per = ds.shape[0], ds.chunks[0]
+    two_d = ds.ndim == 2  # once: each h5py property access takes its lock
+    chunk_width = ds.chunks[1] if two_d else 1
+    out = []
+
+    def add(info):
+        r0 = int(info.chunk_offset[0])
+        c0 = int(info.chunk_offset[1]) if two_d else 0
+        if info.byte_offset is None or r0 >= n_rows:
+            return
+        valid = min(per, n_rows - r0) * chunk_width
+        active = tuple(code for i, code in enumerate(filters) if not info.filter_mask & (1 << i))
+        if active:
+            codec = (active[::-1], per * chunk_width, valid)
+            out.append((int(info.byte_offset), int(info.size), (r0, c0, chunk_width), codec))
+        else:
+            out.append((int(info.byte_offset), valid * item, (r0, c0, chunk_width), None))
+
+    try:
+        ds.id.chunk_iter(add)  # one call for all chunks (HDF5 1.12.3+)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        out.clear()
+        for i in range(ds.id.get_num_chunks()):
+            add(ds.id.get_chunk_info(i))
+    n_chunks = -(-n_rows // per) * -(-width // chunk_width)
+    if len(out) != n_chunks and ds.dtype.kind == "f" and not np.isfinite(ds.fillvalue):
+        return None  # unwritten chunks read as a non-finite fill value: let h5py say so
+    out.sort()
+    return out
+
+
+class _Feeder:
+    """Hands each block of a sequential read of the file the parts of it that are elements of the
+    datasets to check, as numpy views on the block; an element split by a block boundary is put
+    together from both blocks, a deflated chunk inflated (and unshuffled) once all of it is read."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces  # (offset, nbytes, origin, check, codec), by offset, not overlapping
+        self.next = 0
+        self.pos = 0
+        self.pending = bytearray()
+
+    def __call__(self, block: bytes) -> None:
+        start, end = self.pos, self.pos + len(block)
+        self.pos = end
+        view = memoryview(block)
+        while self.next < len(self.pieces):
+            offset, nbytes, origin, check, codec = self.pieces[self.next]
+            if offset >= end:
+                return
+            a, b = max(offset, start), min(offset + nbytes, end)
+            if codec is not None:  # a whole stored chunk is needed to inflate it
+                if a == offset and b == offset + nbytes:
+                    self._decode(view[a - start : b - start], origin, check, codec)
+                else:
+                    self.pending += view[a - start : b - start]
+                    if len(self.pending) == nbytes:
+                        self._decode(self.pending, origin, check, codec)
+                        self.pending = bytearray()
+            else:
+                item = check.itemsize
+                done = a - offset  # bytes of this piece before this block's part
+                if self.pending:
+                    need = min(item - len(self.pending), b - a)
+                    self.pending += view[a - start : a - start + need]
+                    a, done = a + need, done + need
+                    if len(self.pending) == item:
+                        check(origin, done // item - 1, np.frombuffer(self.pending, dtype=check.dtype))
+                        self.pending = bytearray()
+                whole = (b - a) // item * item
+                if whole:
+                    check(origin, done // item, np.frombuffer(view[a - start : a - start + whole], dtype=check.dtype))
+                if a + whole < b:
+                    self.pending += view[a + whole - start : b - start]
+            if offset + nbytes > end:
+                return
+            self.next += 1
+
+    @staticmethod
+    def _decode(stored, origin, check, codec) -> None:
+        undo, n_elements, valid = codec
+        data = stored
+        for code in undo:
+            if code == _DEFLATE:
+                try:
+                    data = _zlib.decompress(data)
+                except _zlib.error as exc:
+                    raise IngestError(
+                        check.path, check.field, f"chunk at sample {origin[0]} does not inflate ({exc})"
+                    ) from None
+            else:  # shuffle: the k-th bytes of all elements, then the (k+1)-th, ...
+                data = np.frombuffer(data, dtype=np.uint8).reshape(check.itemsize, -1).T.tobytes()
+        if len(data) != n_elements * check.itemsize:
+            raise IngestError(
+                check.path,
+                check.field,
+                f"chunk at sample {origin[0]} decodes to {len(data):,} bytes, not {n_elements * check.itemsize:,}",
+            )
+        check(origin, 0, np.frombuffer(data, dtype=check.dtype, count=valid))
+
+    def done(self) -> None:
+        if self.next < len(self.pieces):
+            offset, _, _, check, _ = self.pieces[self.next]
+            raise IngestError(check.path, "file", f"ends before byte {offset + 1:,}, where {check.field} lies")
+
+
+class _FiniteCheck:
+    """Refuses non-finite samples of a (n_times, n_channels) float dataset, fed flat C-order runs."""
+
+    def __init__(self, path, field, ds, rate):
+        self.path, self.field, self.rate = path, field, rate
+        self.dtype = ds.dtype
+        self.itemsize = ds.dtype.itemsize
+        self.width = int(np.prod(ds.shape[1:], dtype=np.int64)) if ds.ndim > 1 else 1
+        self.buffer = np.empty(0, dtype=bool)
+
+    def rows_per_read(self, ds) -> int:
+        rows = max(1, _BLOCK_BYTES // (self.width * self.itemsize))
         if ds.chunks is not None:  # whole chunks: each is decompressed once
             rows = max(ds.chunks[0], rows // ds.chunks[0] * ds.chunks[0])
-        if "timestamps" in group:
-            _check_timestamps(path, f"{key}/timestamps", group["timestamps"], rows)
-        if ds.dtype.kind != "f":
-            return 0
-        for a in range(0, n_rows, rows):
-            part = ds[a : a + rows]
-            finite = np.isfinite(part)
-            if not finite.all():
-                where = np.argwhere(~finite)
-                t, c = int(where[0][0]), int(where[0][1]) if part.ndim > 1 else 0
-                when = f" ({(a + t) / rate:.4f} s into the series)" if rate else ""
-                raise IngestError(
-                    path,
-                    f"{key}/data",
-                    f"non-finite sample ({float(part[(t, c) if part.ndim > 1 else t])!r}) "
-                    f"at channel {c}, sample {a + t}"
-                    f"{when}; {where.shape[0]} non-finite in samples {a}..{a + part.shape[0] - 1}",
-                )
-        return n_rows * n_cols
+        return rows
+
+    def __call__(self, origin, start: int, values: np.ndarray) -> None:
+        """Check ``values``, elements ``start`` on of the C-order run at ``origin`` (row, column, width)."""
+        if self.buffer.size < values.size:
+            self.buffer = np.empty(values.size, dtype=bool)
+        finite = np.isfinite(values, out=self.buffer[: values.size])
+        if finite.all():
+            return
+        r0, c0, width = origin
+        bad = start + np.flatnonzero(~finite)
+        rows, cols = r0 + bad // width, c0 + bad % width
+        real = cols < self.width  # not the padding of an edge chunk
+        if not real.any():
+            return
+        bad, rows, cols = bad[real], rows[real], cols[real]
+        t, c = int(rows[0]), int(cols[0])
+        when = f" ({t / self.rate:.4f} s into the series)" if self.rate else ""
+        t_lo, t_hi = r0 + start // width, r0 + (start + values.size - 1) // width
+        raise IngestError(
+            self.path,
+            self.field,
+            f"non-finite sample ({float(values[bad[0] - start])!r}) at channel {c}, sample {t}"
+            f"{when}; {bad.size} non-finite in samples {t_lo}..{t_hi}",
+        )
 
 
-def _check_timestamps(path, field, ds, rows):
-    last = None
-    for a in range(0, ds.shape[0], rows):
-        part = np.asarray(ds[a : a + rows], dtype=np.float64)
+class _StampCheck:
+    """Refuses non-finite or non-increasing timestamps, fed runs in order."""
+
+    def __init__(self, path, field, ds):
+        self.path, self.field = path, field
+        self.dtype = ds.dtype
+        self.itemsize = ds.dtype.itemsize
+        self.width = 1
+        self.last = None
+
+    def rows_per_read(self, ds) -> int:
+        return max(1, _BLOCK_BYTES // self.itemsize)
+
+    def __call__(self, origin, start: int, values: np.ndarray) -> None:
+        first = origin[0] + start
+        part = np.asarray(values, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(part))
         if bad.size:
-            raise IngestError(path, field, f"non-finite timestamp ({float(part[bad[0]])!r}) at sample {a + bad[0]}")
-        joined = part if last is None else np.concatenate([[last], part])
-        steps = np.flatnonzero(np.diff(joined) <= 0)
+            raise IngestError(
+                self.path, self.field, f"non-finite timestamp ({float(part[bad[0]])!r}) at sample {first + bad[0]}"
+            )
+        if part.size == 0:
+            return
+        if self.last is not None and not part[0] > self.last:
+            raise IngestError(self.path, self.field, f"not increasing at sample {first}")
+        steps = np.flatnonzero(np.diff(part) <= 0)
         if steps.size:
-            i = a + steps[0] - (0 if last is None else 1)
-            raise IngestError(path, field, f"not increasing at sample {i + 1}")
-        last = part[-1] if part.size else last
+            raise IngestError(self.path, self.field, f"not increasing at sample {first + steps[0] + 1}")
+        self.last = part[-1]
 
 
 def read_nwb(
-    nwb_path, *, regions, series_path: str | None = None, aliases=None, inspect: bool = True, samples: bool = True
+    nwb_path,
+    *,
+    regions,
+    series_path: str | None = None,
+    aliases=None,
+    inspect: bool = True,
+    samples: bool = True,
+    checksum: bool = False,
 ) -> dict:
     """Everything ingest needs from one scan's NWB file, validated; no samples are read.
 
@@ -379,36 +687,58 @@ def read_nwb(
         Run the NWB Inspector (:func:`inspect_nwb`); its findings go in ``lfp["nwb_inspection"]``.
     samples : bool
         Stream every sample once (:func:`check_samples`) and refuse non-finite ones.
+    checksum : bool
+        Also take the file's SHA-256 in that pass (``identity``).
 
     Returns
     -------
     dict with ``lfp`` (LFPRecording fields without key, triggers on the series' clock),
     ``channels`` (channel, region, electrode), ``implants`` (by region), ``probe_types``
     (by name, with ``electrodes``), ``subject`` (NWB Subject fields), ``recording_end``
-    (s on the series' clock of the last sample).
+    (s on the series' clock of the last sample), ``implant_series`` (for a file with one series per
+    probe: region -> ``series_path``, ``series_object_id``, ``first_channel``, the recording's channel
+    number of that series' column 0; empty otherwise), ``identity`` (with ``samples`` and
+    ``checksum``: ``nwb_sha256``, ``nwb_size``, ``nwb_mtime_ns`` from the pass that checked the
+    samples, else None). With several series, channels are numbered across them in path order and
+    ``lfp["series_path"]`` is the container that holds them.
     """
     path = Path(nwb_path)
     regions = list(regions)
+    before = os.stat(path) if path.exists() else None
     with _open(path) as nwbfile:
-        series, key = find_series(nwbfile, path, series_path)
-        data = series.data
-        if len(data.shape) != 2:
-            raise IngestError(path, f"{key}/data", f"expected (n_times, n_channels), found shape {list(data.shape)}")
-        n_samples, n_channels = (int(s) for s in data.shape)
-        rows = np.asarray(series.electrodes.data[:], dtype=np.int64)
-        if len(rows) != n_channels:
-            raise IngestError(path, f"{key}/electrodes", f"{len(rows)} electrodes for {n_channels} data columns")
-        if series.rate is not None:
-            rate = float(series.rate)
-            t0 = float(series.starting_time or 0.0)
-        else:
-            stamps = series.timestamps
-            if stamps is None or len(stamps) < 2:
-                raise IngestError(path, f"{key}/timestamps", "neither rate nor timestamps")
-            t0, t1 = float(stamps[0]), float(stamps[-1])
-            rate = (len(stamps) - 1) / (t1 - t0)
-        if not rate > 0:
-            raise IngestError(path, f"{key}/rate", f"{rate!r} is not a positive sampling rate")
+        found = find_series_set(nwbfile, path, series_path)
+        parts, n_channels, clock = [], 0, None  # (series, key, first channel, electrode rows)
+        for series, key in found:
+            data = series.data
+            if len(data.shape) != 2:
+                shape = list(data.shape)
+                raise IngestError(path, f"{key}/data", f"expected (n_times, n_channels), found shape {shape}")
+            rows = np.asarray(series.electrodes.data[:], dtype=np.int64)
+            if len(rows) != data.shape[1]:
+                raise IngestError(path, f"{key}/electrodes", f"{len(rows)} electrodes for {data.shape[1]} data columns")
+            this = (int(data.shape[0]), *_clock(path, series, key))
+            if clock is None:
+                clock, first_key = this, key
+            else:  # one recording: the series must be on one clock
+                for field, a, b in zip(("n_samples", "rate", "starting_time"), clock, this, strict=True):
+                    if field == "n_samples":
+                        same = a == b
+                    else:
+                        same = np.isclose(a, b, rtol=1e-9, atol=1e-9)
+                    if not same:
+                        where = f"{key}/data" if field == "n_samples" else f"{key}/{field}"
+                        raise IngestError(
+                            path,
+                            where,
+                            f"{b!r} but {first_key} has {a!r}: series of one recording, one per probe, "
+                            "must share n_samples, rate and starting_time",
+                        )
+            parts.append((series, key, n_channels, rows))
+            n_channels += len(rows)
+        n_samples, rate, t0 = clock
+        series, key = found[0]
+        if len(found) > 1:  # the container of the series per probe; each implant's series is kept
+            key = found[0][1].rsplit("/", 1)[0]
 
         table = series.electrodes.table
         location = _column(table, "location")
@@ -428,9 +758,10 @@ def read_nwb(
             for c in ("ap_mm", "ml_mm", "dv_mm", "x", "y", "z", "hemisphere", "rel_y", "probe_electrode")
         }
 
-        channels, implants, probes = [], {}, {}
+        channels, implants, probes, implant_series = [], {}, {}, {}
         index_in_group = {}
-        for channel, row in enumerate(rows):
+        flat = [(first + column, row, skey) for _, skey, first, rows in parts for column, row in enumerate(rows)]
+        for channel, row, skey in flat:
             loc = _text(location[row])
             if loc is None:
                 raise IngestError(path, "electrodes/location", f"empty for channel {channel} (electrode row {row})")
@@ -487,6 +818,14 @@ def read_nwb(
             }
             # the implant is where its probe is: its first channel says so
             implants.setdefault(region, implant)
+            implant_series.setdefault(region, skey)
+            if implant_series[region] != skey:
+                raise IngestError(
+                    path,
+                    f"{skey}/electrodes",
+                    f"region {region} has channels in two series: {implant_series[region]} and {skey} "
+                    "(one series per probe holds all of an implant's channels)",
+                )
             if implants[region]["probe_type"] != implant["probe_type"]:
                 raise IngestError(
                     path,
@@ -551,11 +890,15 @@ def read_nwb(
                 "weight_g": _weight_g(subject.weight),
             }
         )
+        per_series = {
+            skey: {"series_path": skey, "series_object_id": obj.object_id, "first_channel": first}
+            for obj, skey, first, _ in parts
+        }
         result = {
             "lfp": {
                 "nwb_path": str(path.absolute()),
                 "series_path": key,
-                "series_object_id": series.object_id,
+                "series_object_id": series.object_id if len(parts) == 1 else "",
                 "sampling_rate": rate,
                 "n_samples": n_samples,
                 "n_channels": n_channels,
@@ -567,11 +910,16 @@ def read_nwb(
             "probe_types": probes,
             "subject": subject,
             "recording_end": end,
+            # with one series per probe: region -> the series holding its channels
+            "implant_series": {r: per_series[k] for r, k in implant_series.items()} if len(parts) > 1 else {},
         }
     # after the metadata, so a file that is wrong there fails fast; each opens the file itself
     result["lfp"]["nwb_inspection"] = inspect_nwb(path) if inspect else None
-    if samples:
-        check_samples(path, key, rate)
+    if samples:  # every sample and, with checksum, the SHA-256, in one read of the file
+        identity = check_samples(path, [k for _, k, _, _ in parts], rate, checksum=checksum)
+        if before is None or (identity["size"], identity["mtime_ns"]) != (before.st_size, before.st_mtime_ns):
+            raise IngestError(path, "file", "changed while it was being read; ingest again once nothing writes to it")
+        result["identity"] = {f"nwb_{k}": v for k, v in identity.items()} if checksum else None
     return result
 
 

@@ -46,6 +46,8 @@ class ScanRecords:
     fmri: dict
     lfp: dict
     channels: list[dict]
+    #: LFPRecording.ImplantSeries rows, for a file with one ElectricalSeries per probe
+    series: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -378,7 +380,9 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         )
     else:
         try:
-            nwb = read_nwb(nwb_path, regions=regions, series_path=series_path, aliases=reader.aliases)
+            nwb = read_nwb(
+                nwb_path, regions=regions, series_path=series_path, aliases=reader.aliases, checksum=checksums
+            )
         except IngestError as err:
             errors.append(err)
     if nwb is not None:
@@ -406,8 +410,8 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
         _check_nwb_limits(nwb_path, nwb, errors)
     if errors:
         return None
-    try:  # taken last, so that a file written while it was validated is caught
-        nwb_id = _fingerprint("nwb", nwb_path, checksums)
+    try:  # from the pass that checked the samples (read_nwb compares it to a stat taken first)
+        nwb_id = nwb.get("identity") or _fingerprint("nwb", nwb_path, checksums)
     except IngestError as err:
         errors.append(err)
         return None
@@ -436,7 +440,10 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     except IngestError as err:
         errors.append(err)
         return None
-    scan = ScanRecords(key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp, channels=channels)
+    series = [{**key, "region": region, **row} for region, row in nwb["implant_series"].items()]
+    scan = ScanRecords(
+        key=dict(key), scan={**key, "atlas": atlas["atlas"]}, fmri=fmri, lfp=lfp, channels=channels, series=series
+    )
     return scan, nwb
 
 

@@ -245,6 +245,7 @@ def ingest_study(
                 acq.FMRIRun.insert1(scan.fmri, ignore_extra_fields=True)
                 acq.LFPRecording.insert1(scan.lfp, ignore_extra_fields=True)
                 acq.LFPRecording.Channel.insert(scan.channels)
+                acq.LFPRecording.ImplantSeries.insert(scan.series)
                 params.AnalysisSelection.insert(
                     [dict(s, **scan.key) for s in selections] or [dict(scan.key, **DEFAULT_COMBINATION)]
                 )

@@ -177,8 +177,8 @@ class LFPRecording(dj.Manual):
     nwb_sha256 : char(64)
     nwb_size = null : int64            # bytes at ingest (null in databases made before it was kept)
     nwb_mtime_ns = null : int64        # modification time at ingest, ns since the epoch
-    series_path : varchar({_width("LFPRecording", "series_path")})         # e.g. acquisition/ElectricalSeries
-    series_object_id : varchar({_width("LFPRecording", "series_object_id")})     # NWB object_id of the series
+    series_path : varchar({_width("LFPRecording", "series_path")})  # e.g. acquisition/ElectricalSeries, or its group
+    series_object_id : varchar({_width("LFPRecording", "series_object_id")})  # NWB object_id ("" if per probe)
     sampling_rate : float64            # Hz
     n_samples : int64
     n_channels : int32
@@ -191,10 +191,22 @@ class LFPRecording(dj.Manual):
         definition = """
         # one column of the series and the implant it belongs to
         -> master
-        channel : int32                # column index in the series
+        channel : int32                # column index in the series (numbered across them if one per probe)
         ---
         -> Implant
         electrode : int32              # contact on the implant's probe
+        """
+
+    class ImplantSeries(dj.Part):
+        definition = f"""
+        # the series holding an implant's channels, in a file with one ElectricalSeries per probe
+        # (no rows for a file with one series: then LFPRecording.series_path holds every channel)
+        -> master
+        -> Implant
+        ---
+        series_path : varchar({_width("LFPRecording", "series_path")})  # e.g. acquisition/ElectricalSeriesProbeA
+        series_object_id : varchar({_width("LFPRecording", "series_object_id")})  # NWB object_id of that series
+        first_channel : int32          # the recording's channel number of the series' column 0
         """
 
 

@@ -89,6 +89,10 @@ class CleanLFP(dj.Computed):
         nwb_path = verified_file(acquisition.LFPRecording & key, "nwb")  # the file ingested, or an error naming it
         rec = (nwb_path, *(acquisition.LFPRecording & key).fetch1("nwb_sha256", "series_path", "sampling_rate"))
         channels = tuple((acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel").tolist())
+        own = acquisition.LFPRecording.ImplantSeries & key
+        if own:  # one series per probe: this implant's series, channels as its columns
+            series_path, first = own.fetch1("series_path", "first_channel")
+            rec, channels = (*rec[:2], series_path, rec[3]), tuple(c - int(first) for c in channels)
         return rec, channels, params.LFPParams.get_params(key)
 
     def make_compute(self, key, rec, channels, p):

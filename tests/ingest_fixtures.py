@@ -120,11 +120,19 @@ def write_nwb(
     starting_time=0.0,
     subject=True,
     ap_shift=0.0,
+    probe_series=None,
+    chunks=None,
 ):
     """Write one scan's NWB file; returns what was written (data, triggers on the series' clock).
 
     series: "acquisition" (acquisition/ElectricalSeries), "renamed" (acquisition/raw),
-    "lfp" (processing/ecephys/LFP/ElectricalSeries), "two" (two candidates), "none".
+    "lfp" (processing/ecephys/LFP/ElectricalSeries), "two" (two candidates), "none";
+    "per_probe" (acquisition/ElectricalSeriesProbe<region>, one series per implant, as SpikeInterface
+    writes a multi-probe recording), "per_probe_lfp" (the same in processing/ecephys/LFP).
+    probe_series: with a per-probe layout, fields of the last series to change (``rate``,
+    ``starting_time``, ``n_samples``), to write series that disagree.
+    chunks: HDF5 chunk shape of the samples, or ``"gzip"``, ``"gzip+shuffle"``, ``"fletcher32"`` for
+    chunks of 256 rows through those HDF5 filters (contiguous if None).
     triggers: "events" (EventsTable), "timeseries", "intervals" (TimeIntervals in acquisition), "none".
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -201,8 +209,24 @@ def write_nwb(
     else:
         raw = (volts / conversion).astype(np.float32)
     region_all = nwb.create_electrode_table_region(list(range(n_ch)), "all channels")
+    if chunks is not None:
+        from hdmf.backends.hdf5.h5_utils import H5DataIO
+
+        filters = {
+            "gzip": {"compression": "gzip"},
+            "gzip+shuffle": {"compression": "gzip", "shuffle": True},
+            "fletcher32": {"fletcher32": True},
+        }
+
+        def wrap(a):
+            if isinstance(chunks, str):
+                return H5DataIO(a, chunks=(min(256, a.shape[0]), a.shape[1]), **filters[chunks])
+            return H5DataIO(a, chunks=tuple(min(c, n) for c, n in zip(chunks, a.shape, strict=True)))
+
+    else:
+        wrap = None
     es_kw = {
-        "data": raw,
+        "data": raw if wrap is None else wrap(raw),
         "electrodes": region_all,
         "rate": rate,
         "starting_time": starting_time,
@@ -220,6 +244,27 @@ def write_nwb(
     elif series == "two":
         nwb.add_acquisition(ElectricalSeries(name="raw_a", **es_kw))
         nwb.add_acquisition(ElectricalSeries(name="raw_b", **es_kw))
+    elif series in ("per_probe", "per_probe_lfp"):
+        holder = None
+        if series == "per_probe_lfp":
+            holder = LFP()
+            nwb.create_processing_module("ecephys", "lfp").add(holder)
+        for i, region in enumerate(regions):
+            cols = list(range(i * ch_per_implant, (i + 1) * ch_per_implant))
+            kw = {**es_kw, "data": raw[:, cols] if wrap is None else wrap(raw[:, cols])}
+            kw["electrodes"] = nwb.create_electrode_table_region(cols, f"the {region} probe")
+            if channel_conversion is not None:
+                kw["channel_conversion"] = [channel_conversion[c] for c in cols]
+            if i == len(regions) - 1 and probe_series:
+                change = dict(probe_series)
+                if "n_samples" in change:
+                    kw["data"] = raw[: change.pop("n_samples"), cols]
+                kw.update(change)
+            one = ElectricalSeries(name=f"ElectricalSeriesProbe{region}", **kw)
+            if holder is None:
+                nwb.add_acquisition(one)
+            else:
+                holder.add_electrical_series(one)
 
     vol = lead_s + np.arange(n_volumes) * t_r + trigger_shift
     sl = (vol[:, None] + np.arange(n_slices)[None, :] * t_r / n_slices).reshape(-1)

@@ -181,15 +181,89 @@ def test_bad_nwb_is_refused_and_the_database_unchanged(study, embedded_db, case)
 
 
 def test_sample_check_streams_in_blocks(tmp_path, monkeypatch):
+    """Chunks through a filter the pass does not undo: h5py decodes them, whole chunks at a time."""
     from lfpbold.ingest import nwb as nwb_module
 
     path = tmp_path / "x.nwb"
-    write_nwb(path, n_volumes=12)
+    write_nwb(path, n_volumes=12, chunks="fletcher32")
     with h5py.File(path, "r+") as f:
         f["acquisition/ElectricalSeries/data"][3001, 2] = np.inf
-    monkeypatch.setattr(nwb_module, "_BLOCK_BYTES", 4 * 4 * 100)  # 100 rows of 4 float32 channels a block
-    with pytest.raises(IngestError, match=r"channel 2, sample 3001 \(15.0050 s.*samples 3000..3099"):
+        assert nwb_module._raw_layout(f["acquisition/ElectricalSeries/data"]) is None
+    monkeypatch.setattr(nwb_module, "_BLOCK_BYTES", 4 * 4 * 100)  # 100 rows a read: rounded up to one chunk
+    with pytest.raises(IngestError, match=r"channel 2, sample 3001 \(15.0050 s.*samples 2816..3071"):
         check_samples(path, "acquisition/ElectricalSeries", 200.0)
+
+
+LAYOUTS = {
+    "contiguous": None,
+    "chunks of whole rows": (137, 4),
+    "chunks of one channel": (200, 1),  # as lfpbold simulate writes (1 s x 1 channel)
+    "edge chunks padded": (100, 3),  # 4 channels in chunks 3 wide: the last chunk column is padding
+    "deflated": "gzip",  # as NeuroConv writes by default
+    "deflated and shuffled": "gzip+shuffle",
+    "another filter": "fletcher32",  # decoded by h5py, before the pass
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_samples_checked_in_the_pass_that_hashes(tmp_path, monkeypatch, layout):
+    """One read of the file gives its SHA-256 and checks every sample, however the blocks fall:
+    1001-byte blocks split float32 samples across blocks."""
+    from lfpbold.ingest import checksum, sha256
+    from lfpbold.ingest import nwb as nwb_module
+
+    path = tmp_path / "x.nwb"
+    write_nwb(path, n_volumes=12, chunks=LAYOUTS[layout])
+    key = "acquisition/ElectricalSeries"
+    with h5py.File(path) as f:
+        raw = nwb_module._raw_layout(f[f"{key}/data"])
+        assert (raw is None) == (layout == "another filter")
+    reads = []
+    real = checksum.sha256
+    monkeypatch.setattr(nwb_module, "sha256", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    for block in (1001, 8 << 20):
+        monkeypatch.setattr(checksum, "BLOCK_BYTES", block)
+        got = check_samples(path, key, 200.0, checksum=True)
+        assert got["sha256"] == sha256(path) and got["size"] == path.stat().st_size
+    assert len(reads) == 2  # the file read once per check
+    # one bad sample at a time: a rewritten deflated chunk may move to the end of the file, and the
+    # pass reports the first it meets in file order
+    for where, value, message in (
+        ((2345, 3), np.nan, r"non-finite sample \(nan\) at channel 3, sample 2345 \(11.7250 s"),
+        ((2999, 0), -np.inf, r"non-finite sample \(-inf\) at channel 0, sample 2999 \(14.9950 s"),
+    ):
+        with h5py.File(path, "r+") as f:
+            good = f[f"{key}/data"][where]
+            f[f"{key}/data"][where] = value
+        for block in (1001, 8 << 20):
+            monkeypatch.setattr(checksum, "BLOCK_BYTES", block)
+            with pytest.raises(IngestError, match=message):
+                check_samples(path, key, 200.0, checksum=True)
+        with h5py.File(path, "r+") as f:
+            f[f"{key}/data"][where] = good
+    check_samples(path, key, 200.0, checksum=True)
+
+
+def test_timestamps_checked_in_the_same_pass(tmp_path, monkeypatch):
+    from pynwb import NWBHDF5IO
+
+    from lfpbold.ingest import checksum
+
+    path = tmp_path / "x.nwb"
+    write_nwb(path, series="none")
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        from pynwb.ecephys import ElectricalSeries
+
+        region = nwb.create_electrode_table_region([0, 1, 2, 3], "all")
+        stamps = 0.5 + np.arange(5000) / 200.0
+        stamps[3210] = stamps[3209]
+        data = np.zeros((5000, 4), dtype=np.float32)
+        nwb.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=data, electrodes=region, timestamps=stamps))
+        io.write(nwb)
+    monkeypatch.setattr(checksum, "BLOCK_BYTES", 999)
+    with pytest.raises(IngestError, match=r"ElectricalSeries/timestamps: not increasing at sample 3210"):
+        check_samples(path, "acquisition/ElectricalSeries", 200.0, checksum=True)
 
 
 def test_series_outside_acquisition_and_processing_is_not_taken(tmp_path):
@@ -245,3 +319,93 @@ def test_triggers_as_ndx_events_types(study):
     assert records.errors == [], [str(e) for e in records.errors]
     np.testing.assert_allclose(records.scans[0].lfp["volume_triggers"], scan["volume_triggers"])
     np.testing.assert_allclose(records.scans[0].lfp["slice_triggers"], scan["slice_triggers"])
+
+
+def test_one_series_per_probe_is_read_per_implant(study):
+    """SpikeInterface's and NeuroConv's multi-probe layout: one ElectricalSeries per probe, each
+    with its own electrodes region; each implant resolved to the series holding its electrodes."""
+    w = make_study(
+        study,
+        subjects=("01",),
+        runs=(1, 2),
+        nwb_options={("01", 1): {"series": "per_probe"}, ("01", 2): {"series": "per_probe_lfp", "chunks": (64, 2)}},
+    )
+    records = read_study(study)
+    assert records.errors == [], [str(e) for e in records.errors]
+    for scan in records.scans:
+        folder = "acquisition" if scan.key["run"] == 1 else "processing/ecephys/LFP"
+        assert scan.lfp["series_path"] == folder and scan.lfp["n_channels"] == 4
+        series = {r["region"]: r for r in scan.series}
+        assert series["ACC"]["series_path"] == f"{folder}/ElectricalSeriesProbeACC"
+        assert series["M1"]["series_path"] == f"{folder}/ElectricalSeriesProbeM1"
+        assert (series["ACC"]["first_channel"], series["M1"]["first_channel"]) == (0, 2)
+        assert [c["region"] for c in scan.channels] == ["ACC", "ACC", "M1", "M1"]
+        volts = w["scans"][("01", SES, scan.key["run"])]["volts"]
+        path = scan.lfp["nwb_path"]
+        got = read_lfp(path, series_path=series["M1"]["series_path"], channels=[1, 0], start=3, stop=9)
+        np.testing.assert_array_equal(got, volts[3:9, [3, 2]].T)
+        with h5py.File(path) as f:
+            assert f[series["M1"]["series_path"]].attrs["object_id"] == series["M1"]["series_object_id"]
+
+
+PROBE_CLOCKS = {
+    "rate": (
+        {"rate": 250.0},
+        "ElectricalSeriesProbeM1/rate",
+        "250.0 but acquisition/ElectricalSeriesProbeACC has 200.0",
+    ),
+    "starting_time": ({"starting_time": 0.25}, "ElectricalSeriesProbeM1/starting_time", "0.25 but"),
+    "n_samples": ({"n_samples": 3000}, "ElectricalSeriesProbeM1/data", "3000 but"),
+}
+
+
+@pytest.mark.parametrize("field", list(PROBE_CLOCKS))
+def test_series_per_probe_must_share_one_clock(study, field):
+    change, where, reason = PROBE_CLOCKS[field]
+    make_study(
+        study, subjects=("01",), runs=(1,), nwb_options={("01", 1): {"series": "per_probe", "probe_series": change}}
+    )
+    records = read_study(study)
+    assert records.scans == []
+    (err,) = records.errors
+    assert err.path == nwb_rel(1) and err.field == f"acquisition/{where}" and reason in err.reason, str(err)
+    assert "must share n_samples, rate and starting_time" in err.reason
+
+
+def test_series_per_probe_ingested_and_populated(study, embedded_db):
+    """Run 1 holds one series, run 2 the same samples as one series per probe: the implants'
+    cleaned LFP is the same."""
+    from lfpbold.pipeline import ingest_study
+    from lfpbold.schemas import acquisition as acq
+    from lfpbold.schemas import analysis
+
+    same = {"seed": 7}
+    make_study(
+        study, subjects=("01",), runs=(1, 2), nwb_options={("01", 1): same, ("01", 2): {**same, "series": "per_probe"}}
+    )
+    report = ingest_study(study)
+    assert report.errors == [] and len(report.inserted) == 2
+    rows = acq.LFPRecording.ImplantSeries.to_dicts(order_by="region")
+    assert [(r["run"], r["region"], r["series_path"], r["first_channel"]) for r in rows] == [
+        (2, "ACC", "acquisition/ElectricalSeriesProbeACC", 0),
+        (2, "M1", "acquisition/ElectricalSeriesProbeM1", 2),
+    ]
+    assert (acq.LFPRecording & {"run": 2}).fetch1("series_path") == "acquisition"
+    analysis.CleanLFP.populate(display_progress=False)
+    assert len(analysis.CleanLFP()) == 4
+    for region in ("ACC", "M1"):
+        one, per_probe = ((analysis.CleanLFP & {"run": run, "region": region}).fetch1("combined") for run in (1, 2))
+        np.testing.assert_array_equal(one, per_probe)
+
+
+def test_series_behind_an_external_link_is_read_from_its_own_file(tmp_path):
+    """The byte offsets HDF5 gives for a linked dataset are in the other file: h5py reads it."""
+    target, linking = tmp_path / "raw.nwb", tmp_path / "derived.h5"
+    write_nwb(target)
+    with h5py.File(target, "r+") as f:
+        f["acquisition/ElectricalSeries/data"][123, 2] = np.nan
+    with h5py.File(linking, "w") as f:
+        f.create_dataset("padding", data=np.zeros(100_000, dtype=np.float32))  # other bytes at that offset
+        f["acquisition/ElectricalSeries"] = h5py.ExternalLink(target.name, "acquisition/ElectricalSeries")
+    with pytest.raises(IngestError, match=r"non-finite sample \(nan\) at channel 2, sample 123"):
+        check_samples(linking, "acquisition/ElectricalSeries", 200.0, checksum=True)
