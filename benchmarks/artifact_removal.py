@@ -43,6 +43,7 @@ from lfpbold.plugins.hrf import hrf_regressor
 from lfpbold.plugins.lfp_cleaning import (
     _slice_rate_notches,
     fractional_template_regression,
+    subsample_template_regression,
     template_regression,
 )
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
@@ -59,7 +60,8 @@ FACET_SETTINGS = (
 )
 LFPBOLD = {
     "lfpbold template_regression": template_regression,
-    "lfpbold fractional_template_regression (default)": fractional_template_regression,
+    "lfpbold fractional_template_regression": fractional_template_regression,
+    "lfpbold subsample_template_regression": subsample_template_regression,
 }
 
 
