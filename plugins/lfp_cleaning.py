@@ -6,6 +6,7 @@ Template regression locked to the slice triggers (Tu & Zhang 2022), and a pass-t
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from ._validation import check_channel, check_seconds, check_sfreq
 from .spectral import notch_filter
@@ -629,7 +630,7 @@ def subsample_template_regression(
     slice_onsets,
     obs_components: int = 4,
     obs_segments: int = 4000,
-    iterations: int = 3,
+    iterations: int = 2,
     slice_templates: bool = True,
     whiten: int = 1,
     line_freq: float | None = 60.0,
@@ -805,26 +806,39 @@ def subsample_template_regression(
         raw = np.fft.irfft(shapes[:, None, :] * phase[None], n=nfft, axis=2)[..., centre]
         lookup = np.zeros(n_bins, dtype=np.int64)
         lookup[used] = np.arange(used.size)
-        return raw, whitened(raw), lookup, basis_spec.shape[0]
+        white = whitened(raw)
+        # Shape rows of each column for slice position p: template p, derivative p, the basis.
+        index = np.array([[p, n_pos + p] + [2 * n_pos + k for k in range(basis_spec.shape[0])] for p in range(n_pos)])
+        # The fit's Gram matrices depend only on (position, bin): (n_pos, n_used, k, k).
+        cols = white[index]  # (n_pos, k, n_used, length - whiten)
+        grams = np.einsum("piut,pjut->puij", cols, cols)
+        return raw, white, lookup, index, grams
 
-    def columns(bk, sl, raw=False):
-        # (batch, length, k) columns of the segments sl: template, derivative, basis shapes.
-        rows, lookup = bk[0] if raw else bk[1], bk[2]
+    def fit(bk, sl):
+        # Least squares of each whitened segment on its columns (the trend already projected out).
+        _, white, lookup, index, grams = bk
         b = lookup[bin_of(delays[sl])]
         p = position[sl]
-        cols = [rows[p, b], rows[n_pos + p, b]] + [rows[2 * n_pos + k, b] for k in range(bk[3])]
-        return np.stack(cols, axis=2)
-
-    def fit(seg, cols):
-        gram = np.matmul(cols.transpose(0, 2, 1), cols)
-        rhs = np.matmul(cols.transpose(0, 2, 1), seg[..., None])[..., 0]
+        seg = segs(sl)
+        rhs = np.stack([np.einsum("bt,bt->b", seg, white[index[p, k], b]) for k in range(index.shape[1])], axis=1)
+        gram = grams[p, b]
         norm = np.sqrt(np.maximum(np.einsum("bii->bi", gram), 1e-300))
         gram = gram / (norm[:, :, None] * norm[:, None, :]) + 1e-9 * np.eye(gram.shape[1])
         return np.linalg.solve(gram, (rhs / norm)[..., None])[..., 0] / norm
 
+    def fitted(bk, sl, coef):
+        # (batch, length): the raw (not whitened) columns times their coefficients.
+        raw, _, lookup, index, _ = bk
+        b = lookup[bin_of(delays[sl])]
+        p = position[sl]
+        out = coef[:, :1] * raw[index[p, 0], b]
+        for k in range(1, index.shape[1]):
+            out += coef[:, k : k + 1] * raw[index[p, k], b]
+        return out
+
     def refine_delays(bk):
         for sl in blocks:
-            coef = fit(segs(sl), columns(bk, sl))
+            coef = fit(bk, sl)
             a, b = coef[:, 0], coef[:, 1]
             step = np.where(a != 0, -b / np.where(a == 0, 1, a), 0.0)
             # The bin's centre plus what the derivative says is left.
@@ -837,25 +851,26 @@ def subsample_template_regression(
     def residuals(bk, idx):
         # Detrended segments idx less their template and derivative terms (own frame).
         sl = slice(idx[0], idx[-1] + 1)
-        coef = fit(segs(sl), columns(bk, sl))
-        return detrend(view[starts[sl]] - np.einsum("btk,bk->bt", columns(bk, sl, raw=True), coef))
+        return detrend(view[starts[sl]] - fitted(bk, sl, fit(bk, sl)))
 
     for _ in range(iterations):
         refine_delays(banks(template_spectrum(), no_basis))
     spec = template_spectrum()
     if slice_templates and n_seg >= 8:
-        stretch = np.arange(min(n_seg, 4096))
+        stretch = np.arange(min(n_seg, 2048))
         bk = banks(spec, no_basis)
         res = np.concatenate(
             [residuals(bk, stretch[i : i + _SEGMENT_BLOCK]) for i in range(0, stretch.size, _SEGMENT_BLOCK)]
         )
+        # Every few samples of the residual are enough to tell the period (and 64 times cheaper).
+        res = res[:, :: max(1, length // 256)]
         res -= res.mean(axis=0)
         total = float((res**2).sum()) or 1.0
         explained = {}
         for period in range(2, min(64, stretch.size // 4) + 1):
-            means = np.stack([res[j::period].mean(axis=0) for j in range(period)])
-            counts = np.array([res[j::period].shape[0] for j in range(period)])
-            explained[period] = float((counts[:, None] * means**2).sum()) / total
+            rows = res.shape[0] // period * period
+            sums = res[:rows].reshape(-1, period, res.shape[1]).sum(axis=0)
+            explained[period] = float((sums**2).sum()) / (rows // period) / total
         best = max(explained.values())
         if best > 0.2:
             n_pos = min(p for p, e in explained.items() if e >= 0.95 * best)
@@ -872,11 +887,11 @@ def subsample_template_regression(
         for i in range(0, pick.size, _SEGMENT_BLOCK):
             idx = pick[i : i + _SEGMENT_BLOCK]
             sl = slice(idx[0], idx[-1] + 1)
-            coef = fit(segs(sl), columns(bk, sl))
+            coef = fit(bk, sl)
             # The residual in its own frame, widened, brought to the template's frame.
-            fitted = np.zeros((idx.size, width))
-            fitted[:, centre] = np.einsum("btk,bk->bt", columns(bk, sl, raw=True), coef)
-            own = (wide[starts[sl]] - fitted) * window
+            fit_wide = np.zeros((idx.size, width))
+            fit_wide[:, centre] = fitted(bk, sl, coef)
+            own = (wide[starts[sl]] - fit_wide) * window
             back = np.fft.irfft(
                 np.fft.rfft(own, n=nfft, axis=1) * np.exp(1j * omega[None, :] * delays[sl, None]), n=nfft, axis=1
             )
@@ -889,8 +904,13 @@ def subsample_template_regression(
             means = resid[:n_rows].reshape(-1, group, n_pos, length).mean(axis=1).reshape(-1, length)
         else:
             means = resid
-        _, vecs = np.linalg.eigh(means.T @ means)
-        vecs = vecs[:, ::-1][:, : min(obs_components, pick.size - 1)]
+        # Principal axes from the smaller of the rows' and the samples' Gram matrices, top k only
+        # (a full length x length eigendecomposition costs seconds at 24 kHz).
+        k = min(obs_components, min(means.shape) - 1)
+        small = means @ means.T if means.shape[0] < length else means.T @ means
+        _, u = scipy.linalg.eigh(small, subset_by_index=[small.shape[0] - k, small.shape[0] - 1])
+        vecs = means.T @ u[:, ::-1] if means.shape[0] < length else u[:, ::-1]
+        vecs /= np.linalg.norm(vecs, axis=0, keepdims=True)
         scores = resid @ vecs
         lag = min(max(n_pos, int(round(1.0 / interval))), pick.size // 2)
         agree = np.array([np.corrcoef(sc[:-lag], sc[lag:])[0, 1] if sc.std() > 0 else 0.0 for sc in scores.T])
@@ -907,12 +927,11 @@ def subsample_template_regression(
     # trend's coefficients, the LFP's slow course, stay in), each up to the next trigger.
     bk = banks(spec, basis_spec)
     valid = np.minimum(np.append(np.diff(starts), length), length)
+    coefs = np.concatenate([fit(bk, sl) for sl in blocks])
     for sl in blocks:
-        coef = fit(segs(sl), columns(bk, sl))
-        cols = columns(bk, sl, raw=True)
-        fitted = np.einsum("btk,bk->bt", cols, coef)
+        artifact = fitted(bk, sl, coefs[sl])
         for i, (a, v) in enumerate(zip(starts[sl].tolist(), valid[sl].tolist(), strict=True)):
-            x[a : a + v] -= fitted[i, :v]
+            x[a : a + v] -= artifact[i, :v]
     return notched(x)
 
 
