@@ -215,10 +215,13 @@ def test_clean_implant_rejects_bad_arguments(scans, change, match):
         clean_implant(scan["nwb"], **args)
 
 
-def test_no_artifact_means_notches_only():
+@pytest.mark.parametrize("name", ["template_regression", "subsample_template_regression"])
+def test_no_artifact_means_notches_only(name):
     """On an artifact-free recording the cleaner must not regress LFP out (only notch it)."""
-    from lfpbold.plugins.lfp_cleaning import template_regression
+    from lfpbold.plugins import get_plugin
     from lfpbold.plugins.spectral import notch_filter
+
+    template_regression = get_plugin("lfp_cleaning", name)
 
     rng = np.random.default_rng(5)
     sfreq = 2000.0
@@ -231,6 +234,24 @@ def test_no_artifact_means_notches_only():
     np.testing.assert_allclose(cleaned, reference, rtol=0, atol=1e-12)
     forced = template_regression(lfp, sfreq, slice_onsets=onsets, line_freq=60.0, min_reliability=None)
     assert not np.allclose(forced, reference, atol=1e-12)  # the check is what made the difference
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"whiten": 4}, "whiten"),
+        ({"whiten": 1.0}, "whiten"),
+        ({"iterations": 0}, "iterations"),
+        ({"obs_components": -1}, "obs_components"),
+        ({"slice_onsets": [1.0]}, "at least two"),
+    ],
+)
+def test_subsample_template_regression_rejects_bad_arguments(change, match):
+    from lfpbold.plugins.lfp_cleaning import subsample_template_regression
+
+    kw = {"slice_onsets": np.arange(1.0, 9.0, 0.1), **change}
+    with pytest.raises(ValueError, match=match):
+        subsample_template_regression(np.zeros(20_000), 2000.0, **kw)
 
 
 @pytest.mark.parametrize(
