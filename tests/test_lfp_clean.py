@@ -215,10 +215,13 @@ def test_clean_implant_rejects_bad_arguments(scans, change, match):
         clean_implant(scan["nwb"], **args)
 
 
-def test_no_artifact_means_notches_only():
+@pytest.mark.parametrize("name", ["template_regression", "subsample_template_regression"])
+def test_no_artifact_means_notches_only(name):
     """On an artifact-free recording the cleaner must not regress LFP out (only notch it)."""
-    from lfpbold.plugins.lfp_cleaning import template_regression
+    from lfpbold.plugins import get_plugin
     from lfpbold.plugins.spectral import notch_filter
+
+    template_regression = get_plugin("lfp_cleaning", name)
 
     rng = np.random.default_rng(5)
     sfreq = 2000.0
@@ -233,12 +236,36 @@ def test_no_artifact_means_notches_only():
     assert not np.allclose(forced, reference, atol=1e-12)  # the check is what made the difference
 
 
-def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact():
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"whiten": 4}, "whiten"),
+        ({"whiten": 1.0}, "whiten"),
+        ({"iterations": 0}, "iterations"),
+        ({"obs_components": -1}, "obs_components"),
+        ({"slice_onsets": [1.0]}, "at least two"),
+    ],
+)
+def test_subsample_template_regression_rejects_bad_arguments(change, match):
+    from lfpbold.plugins.lfp_cleaning import subsample_template_regression
+
+    kw = {"slice_onsets": np.arange(1.0, 9.0, 0.1), **change}
+    with pytest.raises(ValueError, match=match):
+        subsample_template_regression(np.zeros(20_000), 2000.0, **kw)
+
+
+@pytest.mark.parametrize(
+    ("method", "gamma_tolerance"),
+    [("fractional_template_regression", 0.10), ("subsample_template_regression", 0.02)],
+)
+def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact(method, gamma_tolerance):
     """Correctness (not timed): on a short recording with the simulator's realistic gradient
-    artifact (unlocked clocks, slice differences, drift, awake head motion),
-    ``fractional_template_regression`` takes the artifact down by more than 500 times, to below a
-    fifth of the LFP's RMS, and keeps gamma power within 10 % (measured at this size: residual 6-14 uV on ~80 uV LFP,
-    gamma off by up to 7 %; the 2 % the issue asks for is not reached at 2 kHz, 0.1 s slices)."""
+    artifact (unlocked clocks, slice differences, drift, awake head motion), both sub-sample
+    methods take the artifact down by more than 500 times, to below a fifth of the LFP's RMS.
+    Gamma power: ``fractional_template_regression`` within 10 % (measured here: -4 to -7 %),
+    ``subsample_template_regression`` (whitened fit) within the issue's 2 % (measured here:
+    -0.7 to -1.5 %; on other simulated scans benchmarks/artifact_removal.py measures larger
+    errors, see benchmarks/README.md)."""
     import dataclasses
 
     from scipy import signal
@@ -259,7 +286,7 @@ def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact():
     params = {k: v for k, v in STUDY_PARAMS["lfp_cleaning"].items() if k != "method"}
     from lfpbold.plugins import get_plugin
 
-    cleaner = get_plugin("lfp_cleaning", "fractional_template_regression")
+    cleaner = get_plugin("lfp_cleaning", method)
     for ch in range(raw.shape[1]):
         cleaned = cleaner(raw[:, ch].astype(float), size.fs, slice_onsets=onsets, **params)
         reference = notch_filter(clean[:, ch].astype(float), size.fs, freqs=freqs)
@@ -270,4 +297,4 @@ def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact():
         f, p_clean = signal.welch(cleaned[inside], size.fs, nperseg=2000)
         _, p_ref = signal.welch(reference[inside], size.fs, nperseg=2000)
         gamma = (f >= 40) & (f <= 100)
-        assert abs(p_clean[gamma].sum() / p_ref[gamma].sum() - 1) < 0.10
+        assert abs(p_clean[gamma].sum() / p_ref[gamma].sum() - 1) < gamma_tolerance, ch
