@@ -450,7 +450,7 @@ def main(argv=None):
     if not out["excluded"]:
         print(f"gamma spatial r {out['spatial_r']:.4f}, temporal r {out['temporal_r']:.4f}")
     if args.out:
-        np.savez(args.out, **{k: v for k, v in out.items() if isinstance(v, np.ndarray)})
+        np.savez(args.out, **{k: v for k, v in out.items() if not isinstance(v, dict)})
 
 
 if __name__ == "__main__":
