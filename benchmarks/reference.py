@@ -204,8 +204,8 @@ def clean_lfp(raw: np.ndarray, sfreq: float, slices: np.ndarray, output_rate: fl
     q = max(1, int(sfreq // output_rate))
     slice_rate = 1.0 / float(np.median(np.diff(slices)))
     out = []
-    for channel in np.asarray(raw, dtype=np.float64):
-        y = _notches(_template_subtract(channel, sfreq, slices), sfreq, slice_rate)
+    for channel in raw:  # one channel in float64 at a time
+        y = _notches(_template_subtract(np.asarray(channel, dtype=np.float64), sfreq, slices), sfreq, slice_rate)
         out.append(scipy.signal.decimate(y, q, ftype="fir", zero_phase=True) if q > 1 else y)
     return sfreq / q, np.mean(out, axis=0)
 
