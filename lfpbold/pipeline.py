@@ -6,7 +6,6 @@ The CLI, notebooks and tests all go through these functions.
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,18 +377,7 @@ def select(
         "bold_paramset": bold_paramset,
         "relation_paramset": relation_paramset,
     }
-    for table, name in (
-        (params.LFPParams, "lfp_paramset"),
-        (params.BandPowerParams, "band_paramset"),
-        (params.BoldParams, "bold_paramset"),
-        (params.RelationParams, "relation_paramset"),
-    ):
-        if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
-            raise ValueError(f"{name} must be a parameter-set number; got {combo[name]!r}")
-        combo[name] = int(combo[name])
-        if not table & {name: combo[name]}:
-            known = ", ".join(str(n) for n in table.to_arrays(name))
-            raise ValueError(f"No {table.__name__} set {combo[name]}; the sets are: {known}")
+    combo = params.check_paramsets(combo)
     scans = acq.Scan.proj() * acq.Session.proj("state")
     for attr, value in (("subject", subject), ("session", session), ("run", run), ("state", state)):
         if value is not None:
