@@ -23,6 +23,36 @@ _MODEL_WORD = re.compile(r"^[A-Z][A-Za-z]*\d[\w.\-]*$")
 _BLOCK_BYTES = 32 << 20  # per read_lfp block; bounds memory beyond the output array
 
 
+def _truncated(exc: BaseException) -> str | None:
+    """The reason for an HDF5 file cut short (HDF5 says so in its error text), else None."""
+    sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
+    if not sizes:
+        return None
+    return (
+        f"truncated: {int(sizes.group(1)):,} bytes on disk but the HDF5 file says {int(sizes.group(2)):,} "
+        "(an interrupted copy or write?)"
+    )
+
+
+@contextmanager
+def _open_series(path: Path, key: str):
+    """The HDF5 group of the series at ``key`` in the NWB file ``path``, the file open while in use.
+
+    One place for what can go wrong opening a series with h5py, each an :class:`IngestError` naming
+    the file: missing, truncated, not HDF5, or no series data at ``key``.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise IngestError(path, "file", "missing") from None
+    except OSError as exc:
+        raise IngestError(path, "file", _truncated(exc) or f"not readable as HDF5 ({exc})") from None
+    with f:
+        if key not in f or "data" not in f[key]:
+            raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
+        yield f[key]
+
+
 @contextmanager
 def _open(path: Path):
     from pynwb import NWBHDF5IO
@@ -39,14 +69,8 @@ def _open(path: Path):
     except Exception as exc:
         if io is not None:
             io.close()
-        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
-        if sizes:
-            raise IngestError(
-                path,
-                "file",
-                f"truncated: {int(sizes.group(1)):,} bytes on disk but the HDF5 file says {int(sizes.group(2)):,} "
-                "(an interrupted copy or write?)",
-            ) from None
+        if _truncated(exc):
+            raise IngestError(path, "file", _truncated(exc)) from None
         raise IngestError(path, "file", f"not readable as NWB ({type(exc).__name__}: {exc})") from None
     try:
         yield nwbfile
@@ -298,14 +322,7 @@ def check_samples(nwb_path, series_path: str, rate: float | None = None) -> int:
     """
     path = Path(nwb_path)
     key = series_path.strip("/")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
-    with f:
-        if key not in f or "data" not in f[key]:
-            raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
-        group = f[key]
+    with _open_series(path, key) as group:
         ds = group["data"]
         for attr in ("conversion", "offset"):
             value = float(ds.attrs.get(attr, 1.0 if attr == "conversion" else 0.0))
@@ -617,16 +634,7 @@ def read_lfp(nwb_path, *, series_path: str, channels, start: int = 0, stop: int 
     """
     path = Path(nwb_path)
     key = series_path.strip("/")
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise IngestError(path, "file", "missing") from None
-    except OSError as exc:
-        raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
-    with f:
-        if key not in f or "data" not in f[key]:
-            raise IngestError(path, key, "no series data at this path")
-        group = f[key]
+    with _open_series(path, key) as group:
         ds = group["data"]
         if ds.ndim != 2:
             raise IngestError(path, f"{key}/data", f"expected (n_times, n_channels), found {list(ds.shape)}")
