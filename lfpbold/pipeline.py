@@ -417,7 +417,9 @@ def populate(
         server. Reservations whose worker's database connection no longer exists (a worker killed
         with SIGKILL, a lost machine) are returned to the queue first
         (:func:`lfpbold.workers.requeue_dead_reservations`). With ``orphan_timeout``, so are
-        reservations older than that many seconds, live or not (a worker that hangs).
+        reservations older than that many seconds, live or not (a worker that hangs). Without
+        ``reserve_jobs``, every key not done is tried, and the keys that fail are recorded as
+        ``error`` jobs all the same (:func:`record_failures`), so ``lfpbold status`` lists them.
     display_progress : bool
         A progress bar per table.
     verify : {"stat", "full"}
@@ -454,10 +456,15 @@ def populate(
         if not todo:
             outcome[table.__name__] = {"success_count": 0, "error_list": []}
             continue
+        if not reserve_jobs:
+            # this run retries every key not done, so the errors recorded by an earlier run are now stale
+            table.jobs.errors.delete_quick()
         with one_blas_thread(processes > 1):  # forked worker processes inherit one BLAS thread each
             result = table.populate(
                 processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress, suppress_errors=True
             )
+        if not reserve_jobs:
+            record_failures(table, result["error_list"])
         outcome[table.__name__] = result
         echo(f"{table.__name__}: {result['success_count']} done, {len(result['error_list'])} failed")
         for key, message in result["error_list"]:
@@ -467,6 +474,50 @@ def populate(
         outcome.setdefault(name, {"success_count": 0, "error_list": []})["remaining"] = info["n"]
         outcome[name]["reserved_by_others"] = len(info["reserved"])
     return outcome
+
+
+def record_failures(table, error_list) -> None:
+    """Write a populate's failures into the table's job table, where ``lfpbold status`` reads them.
+
+    DataJoint records a failed make in the job table only when it populates with ``reserve_jobs``;
+    lfpbold's :func:`populate` calls this after a populate without it, so ``status`` lists the
+    errors of either kind of run. Each failed key gets an ``error`` job with the message, the host
+    and process that ran it; a later :func:`populate` without ``reserve_jobs`` retries those keys
+    (and clears their errors first), as before.
+
+    Parameters
+    ----------
+    table : DataJoint computed or imported table class
+    error_list : list of (key, message)
+        As DataJoint's ``populate(suppress_errors=True)`` returns them.
+    """
+    import os
+    import platform
+
+    from datajoint.jobs import ERROR_MESSAGE_LENGTH, TRUNCATION_APPENDIX
+
+    if not error_list:
+        return
+    jobs = table.jobs
+    conn = table.connection
+    now = conn.query("SELECT CURRENT_TIMESTAMP(3)").fetchone()[0]  # server time, as DataJoint's jobs write
+    ran_by = {"host": platform.node()[:255], "pid": os.getpid(), "user": conn.get_user()[:255]}
+    for key, message in error_list:
+        pk = {name: key[name] for name in jobs.primary_key}
+        message = str(message)
+        if len(message) > ERROR_MESSAGE_LENGTH:
+            message = message[: ERROR_MESSAGE_LENGTH - len(TRUNCATION_APPENDIX)] + TRUNCATION_APPENDIX
+        (jobs & pk).delete_quick()  # inserted as an error at once: never pending, so no worker can take it
+        jobs.insert1(
+            {
+                **pk,
+                "status": "error",
+                "priority": conn._config.jobs.default_priority,
+                "completed_time": now,
+                "error_message": message,
+                **ran_by,
+            }
+        )
 
 
 def refresh_stale_cohorts(echo: Callable[[str], None] | None = None) -> int:
