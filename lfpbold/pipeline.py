@@ -165,8 +165,9 @@ def ingest_study(
     layout, derivatives, region_aliases
         Where preprocessed BOLD comes from (see :func:`lfpbold.ingest.read_study`).
     progress : callable, optional
-        ``progress(done, total)``, called after each scan is inserted or skipped (the CLI draws a
-        progress bar with it).
+        ``progress(bytes_done, bytes_total)`` as the scans' BOLD and NWB files are read, hashed and
+        decoded (most of an ingest's time), block by block; ``bytes_total`` is the sum of their
+        sizes (the CLI draws a progress bar with it). Inserting the rows that follow is quick.
     follow_symlinks : bool
         Read files linked from outside the study folder (refused by default).
     """
@@ -186,6 +187,7 @@ def ingest_study(
         derivatives=derivatives,
         region_aliases=region_aliases,
         follow_symlinks=follow_symlinks,
+        progress=progress,
     )
     _store_relative(records, root)
     report = IngestReport(errors=list(records.errors), data_root=root, dry_run=dry_run)
@@ -227,10 +229,6 @@ def ingest_study(
         if new or changed:  # a root is worth remembering only once a scan's paths are relative to it
             _record_root(root)
     replacing = {id(scan) for scan in changed}
-    tick = progress or (lambda done, total: None)
-    done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
-    if done:
-        tick(done, total)  # the scans already there, skipped
     for scan in new + changed:
         try:
             with conn.transaction:
@@ -249,15 +247,11 @@ def ingest_study(
                 )
         except Exception as exc:  # noqa: BLE001 - rolled back: none of the scan's rows stay; the next scan goes on
             report.errors.append(IngestError(scan.fmri["bold_path"], "database", f"scan not inserted ({exc})"))
-            done += 1
-            tick(done, total)
             continue
         if id(scan) in replacing:
             report.replaced.append((scan.key, counts))
         if id(scan) not in replacing:
             report.inserted.append(scan.key)
-        done += 1
-        tick(done, total)
     return report
 
 
