@@ -14,18 +14,19 @@ def test_every_entry_point_checks_parameter_sets_the_same_way(embedded_db, tmp_p
         "results": lambda **kw: lfpbold.results(**kw),
         "export_maps": lambda **kw: lfpbold.export_maps(tmp_path / "maps", **kw),
         "export_results": lambda **kw: lfpbold.export_results(tmp_path / "results", **kw),
+        "export_nwb": lambda **kw: lfpbold.export_nwb(tmp_path / "nwb", **kw),
     }
-    table = params.BoldParams.full_table_name
     for name, call in entry_points.items():
+        unknown = "band_paramset" if name == "export_nwb" else "bold_paramset"  # NWB holds the LFP side only
+        table = params.BandPowerParams if name == "export_nwb" else params.BoldParams
         with pytest.raises(ValueError) as err:
-            call(bold_paramset=99)
-        assert str(err.value) == (f"No BoldParams set 99 (bold_paramset in table {table}); the sets that exist: 0"), (
-            name
-        )
+            call(**{unknown: 99})
+        where = f"{unknown} in table {table.full_table_name}"
+        assert str(err.value) == f"No {table.__name__} set 99 ({where}); the sets that exist: 0", name
         for bad in ("1", 1.0, True, None):
             with pytest.raises(TypeError, match="lfp_paramset must be a parameter-set number"):
                 call(lfp_paramset=bad)
-    assert not (tmp_path / "maps").exists() and not (tmp_path / "results").exists()
+    assert not any((tmp_path / d).exists() for d in ("maps", "results", "nwb"))
     assert len(params.AnalysisSelection()) == 0
     # a new set is named among those that exist
     number = params.BoldParams.insert_new_params(params.BoldParams.bandpass_params(), "band-pass only")
