@@ -239,7 +239,7 @@ def read_bold(bold_path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(img.affine, dtype=np.float64)
 
 
-def check_bold_samples(path, brain_mask=None, *, checksum: bool = True) -> str:
+def check_bold_samples(path, brain_mask=None, *, checksum: bool = True, each_block=None) -> str:
     """Decode every volume of a BOLD run while hashing it, in one pass over the file.
 
     The file is read once (:func:`~lfpbold.ingest.checksum.sha256` hands each block on); a
@@ -260,6 +260,8 @@ def check_bold_samples(path, brain_mask=None, *, checksum: bool = True) -> str:
         Where voxels must be finite; None checks every voxel.
     checksum : bool, default True
         Also compute the file's SHA-256 (the same pass); False returns ``""``.
+    each_block : callable(bytes), optional
+        Also receives every block of the file as read (ingest's progress in bytes).
 
     Returns
     -------
@@ -269,8 +271,16 @@ def check_bold_samples(path, brain_mask=None, *, checksum: bool = True) -> str:
     path = Path(path)
     decoder = _VolumeDecoder(path, brain_mask)
     feed = _gunzip(path, decoder.feed) if path.name.endswith(".gz") else decoder.feed
+    if each_block is None:
+        consume = feed
+    else:
+
+        def consume(block):
+            feed(block)
+            each_block(block)
+
     try:
-        digest = sha256(path, each_block=feed, digest=checksum)
+        digest = sha256(path, each_block=consume, digest=checksum)
     except FileNotFoundError:
         raise IngestError(path, "file", "missing") from None
     except OSError as exc:

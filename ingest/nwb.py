@@ -32,6 +32,49 @@ _DEFLATE, _SHUFFLE = 1, 2  # HDF5 filter codes (H5Z_FILTER_DEFLATE, H5Z_FILTER_S
 _FILTERS = {_DEFLATE, _SHUFFLE}  # chunks this module decodes from the file's bytes
 
 
+def _truncated(exc: BaseException) -> str | None:
+    """The reason for an HDF5 file cut short (HDF5 says so in its error text), else None."""
+    sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
+    if not sizes:
+        return None
+    return (
+        f"truncated: {int(sizes.group(1)):,} bytes on disk but the HDF5 file says {int(sizes.group(2)):,} "
+        "(an interrupted copy or write?)"
+    )
+
+
+@contextmanager
+def _open_series(path: Path, key: str):
+    """The HDF5 group of the series at ``key`` in the NWB file ``path``, the file open while in use.
+
+    One place for what can go wrong opening a series with h5py, each an :class:`IngestError` naming
+    the file: missing, truncated, not HDF5, or no series data at ``key``.
+    """
+    with _open_h5(path) as f:
+        yield _series_group(f, path, key)
+
+
+@contextmanager
+def _open_h5(path: Path):
+    """The NWB file ``path`` open with h5py; an :class:`IngestError` naming it if it is missing,
+    truncated or not HDF5."""
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise IngestError(path, "file", "missing") from None
+    except OSError as exc:
+        raise IngestError(path, "file", _truncated(exc) or f"not readable as HDF5 ({exc})") from None
+    with f:
+        yield f
+
+
+def _series_group(f, path: Path, key: str):
+    """The group of the series at ``key`` in the open file ``f``, or an :class:`IngestError`."""
+    if key not in f or "data" not in f[key]:
+        raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
+    return f[key]
+
+
 @contextmanager
 def _open(path: Path):
     from pynwb import NWBHDF5IO
@@ -48,14 +91,8 @@ def _open(path: Path):
     except Exception as exc:
         if io is not None:
             io.close()
-        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc))
-        if sizes:
-            raise IngestError(
-                path,
-                "file",
-                f"truncated: {int(sizes.group(1)):,} bytes on disk but the HDF5 file says {int(sizes.group(2)):,} "
-                "(an interrupted copy or write?)",
-            ) from None
+        if _truncated(exc):
+            raise IngestError(path, "file", _truncated(exc)) from None
         raise IngestError(path, "file", f"not readable as NWB ({type(exc).__name__}: {exc})") from None
     try:
         yield nwbfile
@@ -359,7 +396,7 @@ def inspect_nwb(nwb_path) -> list[dict]:
     return findings
 
 
-def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum: bool = False) -> dict:
+def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum: bool = False, each_block=None) -> dict:
     """Check every sample of one or more ElectricalSeries, in the pass that hashes the file.
 
     The file is read once, in 8 MB blocks, from start to end (:func:`lfpbold.ingest.sha256`, whose
@@ -382,6 +419,8 @@ def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum:
         Sampling rate, to say when a bad sample lies.
     checksum : bool
         Also return the file's SHA-256 (taken in the same pass).
+    each_block : callable(bytes), optional
+        Called with each block of that read as well (ingest's progress in bytes).
 
     Returns
     -------
@@ -393,15 +432,9 @@ def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum:
     keys = [k.strip("/") for k in keys]
     before = os.stat(path) if path.exists() else None
     pieces, slow = [], []
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
-    with f:
+    with _open_h5(path) as f:
         for key in keys:
-            if key not in f or "data" not in f[key]:
-                raise IngestError(path, key, "no series data at this path (the path stored must be the path read)")
-            group = f[key]
+            group = _series_group(f, path, key)
             ds = group["data"]
             for attr in ("conversion", "offset"):
                 value = float(ds.attrs.get(attr, 1.0 if attr == "conversion" else 0.0))
@@ -437,17 +470,23 @@ def check_samples(nwb_path, series_path, rate: float | None = None, *, checksum:
                 part = np.ascontiguousarray(dataset[a : a + rows])
                 check((a, 0, check.width), 0, part.reshape(-1))
     # then the one read of the file that hashes it and checks what lies in it as raw or deflated bytes
-    digest = _one_pass(path, pieces, checksum) if pieces or checksum else ""
+    digest = _one_pass(path, pieces, checksum, each_block) if pieces or checksum else ""
     after = os.stat(path)
     if before is None or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise IngestError(path, "file", "changed while it was being read; ingest again once nothing writes to it")
     return {"sha256": digest, "size": int(before.st_size), "mtime_ns": int(before.st_mtime_ns)}
 
 
-def _one_pass(path, pieces, checksum: bool) -> str:
+def _one_pass(path, pieces, checksum: bool, each_block=None) -> str:
     """SHA-256 of the file (``""`` without ``checksum``), its raw pieces checked in the same read."""
     feeder = _Feeder(sorted(pieces, key=lambda p: p[0])) if pieces else None
-    digest = sha256(path, each_block=feeder, digest=checksum)
+    consumers = [c for c in (feeder, each_block) if c is not None]
+
+    def consume(block):
+        for c in consumers:
+            c(block)
+
+    digest = sha256(path, each_block=consume if consumers else None, digest=checksum)
     if feeder is not None:
         feeder.done()
     return digest
@@ -667,6 +706,7 @@ def read_nwb(
     inspect: bool = True,
     samples: bool = True,
     checksum: bool = False,
+    each_block=None,
 ) -> dict:
     """Everything ingest needs from one scan's NWB file, validated; no samples are read.
 
@@ -689,6 +729,8 @@ def read_nwb(
         Stream every sample once (:func:`check_samples`) and refuse non-finite ones.
     checksum : bool
         Also take the file's SHA-256 in that pass (``identity``).
+    each_block : callable(bytes), optional
+        Called with each block of that pass (ingest's progress in bytes).
 
     Returns
     -------
@@ -916,7 +958,7 @@ def read_nwb(
     # after the metadata, so a file that is wrong there fails fast; each opens the file itself
     result["lfp"]["nwb_inspection"] = inspect_nwb(path) if inspect else None
     if samples:  # every sample and, with checksum, the SHA-256, in one read of the file
-        identity = check_samples(path, [k for _, k, _, _ in parts], rate, checksum=checksum)
+        identity = check_samples(path, [k for _, k, _, _ in parts], rate, checksum=checksum, each_block=each_block)
         if before is None or (identity["size"], identity["mtime_ns"]) != (before.st_size, before.st_mtime_ns):
             raise IngestError(path, "file", "changed while it was being read; ingest again once nothing writes to it")
         result["identity"] = {f"nwb_{k}": v for k, v in identity.items()} if checksum else None
@@ -965,16 +1007,7 @@ def read_lfp(nwb_path, *, series_path: str, channels, start: int = 0, stop: int 
     """
     path = Path(nwb_path)
     key = series_path.strip("/")
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise IngestError(path, "file", "missing") from None
-    except OSError as exc:
-        raise IngestError(path, "file", f"not readable as HDF5 ({exc})") from None
-    with f:
-        if key not in f or "data" not in f[key]:
-            raise IngestError(path, key, "no series data at this path")
-        group = f[key]
+    with _open_series(path, key) as group:
         ds = group["data"]
         if ds.ndim != 2:
             raise IngestError(path, f"{key}/data", f"expected (n_times, n_channels), found {list(ds.shape)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def read_study(
     derivatives=None,
     region_aliases=None,
     follow_symlinks: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> StudyRecords:
     """Read and validate a BIDS-style study folder (NIfTI BOLD + NWB LFP) into table rows.
 
@@ -106,6 +108,10 @@ def read_study(
     follow_symlinks : bool
         Read files that are symbolic links to places outside the study folder; by default each
         is an error of its scan (the rows would describe a file the study does not hold).
+    progress : callable, optional
+        ``progress(bytes_done, bytes_total)`` as the scans' BOLD and NWB files are read (block by
+        block while they are hashed and decoded), ``bytes_total`` being the sum of their sizes; it
+        reaches the total once every scan is read, whether or not the scan was good.
 
     Examples
     --------
@@ -116,12 +122,39 @@ def read_study(
     study_dir = Path(study_dir).absolute()
     try:
         reader = open_layout(study_dir, layout, derivatives=derivatives, region_aliases=region_aliases)
-        return _read_study(study_dir, checksums, series_path, reader, follow_symlinks)
+        return _read_study(study_dir, checksums, series_path, reader, follow_symlinks, progress)
     except IngestError as err:
         raise err.reroot(study_dir) from None
 
 
-def _read_study(study_dir: Path, checksums: bool, series_path, reader, follow_symlinks: bool) -> StudyRecords:
+class _BytesRead:
+    """Ingest's progress in bytes: each block of a scan file as it is read, and the rest of a scan
+    (files not read: an earlier error, no checksums) once the scan is done."""
+
+    def __init__(self, total: int, progress):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def block(self, data: bytes) -> None:
+        self.done += len(data)
+        self.progress(self.done, self.total)
+
+    def scan_done(self, through: int) -> None:
+        """Every scan up to this one is read: ``through`` bytes of files in all."""
+        if through != self.done:
+            self.done = through
+            self.progress(self.done, self.total)
+
+
+def _file_size(path) -> int:
+    try:
+        return os.stat(path).st_size if path is not None else 0
+    except OSError:  # missing: the scan's error says so
+        return 0
+
+
+def _read_study(
+    study_dir: Path, checksums: bool, series_path, reader, follow_symlinks: bool, progress=None
+) -> StudyRecords:
     if not study_dir.is_dir():
         raise IngestError(study_dir, "file", "not a folder")
     inside = _Inside(study_dir, follow_symlinks, getattr(reader, "derivatives", None))
@@ -138,6 +171,7 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader, follow_sy
     records = StudyRecords(study_dir=study_dir, name=str(desc["Name"]), atlas=atlas, rois=rois)
     errors = records.errors
     probes, implants, nwb_subjects = {}, {}, {}
+    runs = []  # (subject, session, prefix, files, the session's runs taken), read after the walk
 
     for sub_dir in sorted(p for p in study_dir.glob("sub-*") if p.is_dir()):
         sub = sub_dir.name[len("sub-") :]
@@ -193,41 +227,51 @@ def _read_study(study_dir: Path, checksums: bool, series_path, reader, follow_sy
                     "session_dir": str(ses_dir),
                 }
             )
-            taken = {}
+            taken = {}  # run -> prefix, per session
             for prefix, files in _with_layout_runs(reader, sub, ses, _runs(ses_dir, sub, ses, errors)):
-                scan_errors = []
-                files = reader.run_files(sub, ses, prefix, files)
-                result = _read_scan(
-                    study_dir,
-                    sub,
-                    ses,
-                    prefix,
-                    files,
-                    atlas,
-                    regions,
-                    checksums,
-                    series_path,
-                    scan_errors,
-                    reader,
-                    inside,
+                runs.append((sub, ses, prefix, reader.run_files(sub, ses, prefix, files), taken))
+
+    # the scans' files are read only now, when their sizes give the progress its total
+    sizes = [_file_size(files.get("bold")) + _file_size(files.get("ecephys")) for *_, files, _ in runs]
+    read = _BytesRead(sum(sizes), progress) if progress is not None else None
+    through = 0
+    for (sub, ses, prefix, files, taken), size in zip(runs, sizes, strict=True):
+        scan_errors = []
+        result = _read_scan(
+            study_dir,
+            sub,
+            ses,
+            prefix,
+            files,
+            atlas,
+            regions,
+            checksums,
+            series_path,
+            scan_errors,
+            reader,
+            inside,
+            read,
+        )
+        through += size
+        if read is not None:
+            read.scan_done(through)
+        if result is not None:
+            scan, nwb = result
+            run = scan.key["run"]
+            if run in taken:
+                scan_errors.append(
+                    IngestError(scan.fmri["bold_path"], "run", f"run {run} of ses-{ses} is also {taken[run]}")
                 )
-                if result is not None:
-                    scan, nwb = result
-                    run = scan.key["run"]
-                    if run in taken:
-                        scan_errors.append(
-                            IngestError(scan.fmri["bold_path"], "run", f"run {run} of ses-{ses} is also {taken[run]}")
-                        )
-                    else:
-                        _check_subject(sub, nwb, participants[sub], nwb_subjects.get(sub), scan_errors)
-                        if not scan_errors:
-                            _merge(sub, nwb, probes, implants, scan_errors)
-                if scan_errors:
-                    errors.extend(scan_errors)
-                    continue
-                taken[run] = prefix
-                nwb_subjects.setdefault(sub, nwb["subject"])
-                records.scans.append(scan)
+            else:
+                _check_subject(sub, nwb, participants[sub], nwb_subjects.get(sub), scan_errors)
+                if not scan_errors:
+                    _merge(sub, nwb, probes, implants, scan_errors)
+        if scan_errors:
+            errors.extend(scan_errors)
+            continue
+        taken[run] = prefix
+        nwb_subjects.setdefault(sub, nwb["subject"])
+        records.scans.append(scan)
 
     for sub, row in participants.items():
         fallback = nwb_subjects.get(sub, {})
@@ -295,7 +339,9 @@ def _with_layout_runs(reader, sub, ses, runs):
             yield prefix, {}
 
 
-def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors, reader, inside):
+def _read_scan(
+    study_dir, sub, ses, prefix, files, atlas, regions, checksums, series_path, errors, reader, inside, read=None
+):
     """(ScanRecords, NWB extras) for one run, or None with ``errors`` filled."""
     func, ecephys = (
         study_dir / f"sub-{sub}" / f"ses-{ses}" / "func",
@@ -347,7 +393,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
             _check_slice_timing(sidecar, chain, header, t_r, errors)
         if header is not None:
             try:  # every voxel decoded, in the pass that hashes the file
-                bold_id = _bold_identity(bold_path, atlas["brain_mask"], checksums)
+                bold_id = _bold_identity(bold_path, atlas["brain_mask"], checksums, read)
             except IngestError as err:
                 errors.append(err)
         ambiguous = False
@@ -381,7 +427,12 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     else:
         try:
             nwb = read_nwb(
-                nwb_path, regions=regions, series_path=series_path, aliases=reader.aliases, checksum=checksums
+                nwb_path,
+                regions=regions,
+                series_path=series_path,
+                aliases=reader.aliases,
+                checksum=checksums,
+                each_block=read.block if read is not None and checksums else None,
             )
         except IngestError as err:
             errors.append(err)
@@ -411,7 +462,7 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     if errors:
         return None
     try:  # from the pass that checked the samples (read_nwb compares it to a stat taken first)
-        nwb_id = nwb.get("identity") or _fingerprint("nwb", nwb_path, checksums)
+        nwb_id = nwb.get("identity") or _fingerprint("nwb", nwb_path, checksums, read)
     except IngestError as err:
         errors.append(err)
         return None
@@ -447,19 +498,25 @@ def _read_scan(study_dir, sub, ses, prefix, files, atlas, regions, checksums, se
     return scan, nwb
 
 
-def _bold_identity(bold_path, brain_mask, checksums: bool) -> dict:
+def _bold_identity(bold_path, brain_mask, checksums: bool, read: _BytesRead | None = None) -> dict:
     """The BOLD run's SHA-256, size and mtime, taken in the one pass that decodes every voxel."""
     before = os.stat(bold_path)
-    digest = check_bold_samples(bold_path, brain_mask, checksum=checksums)
+    digest = check_bold_samples(
+        bold_path, brain_mask, checksum=checksums, each_block=read.block if read is not None else None
+    )
     after = os.stat(bold_path)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise IngestError(bold_path, "file", "changed while it was being read; ingest again once nothing writes to it")
     return {"bold_sha256": digest, "bold_size": int(before.st_size), "bold_mtime_ns": int(before.st_mtime_ns)}
 
 
-def _fingerprint(role: str, path, checksums: bool) -> dict:
-    """``<role>_sha256``, ``<role>_size``, ``<role>_mtime_ns``: what populate checks the file against."""
-    return {f"{role}_{k}": v for k, v in fingerprint(path, checksum=checksums).items()}
+def _fingerprint(role: str, path, checksums: bool, read: _BytesRead | None = None) -> dict:
+    """``<role>_sha256``, ``<role>_size``, ``<role>_mtime_ns``: what populate checks the file against.
+
+    Progress rides on the hashing pass; without checksums the file is not read for it.
+    """
+    each_block = read.block if read is not None and checksums else None
+    return {f"{role}_{k}": v for k, v in fingerprint(path, checksum=checksums, each_block=each_block).items()}
 
 
 def _check_nwb_limits(path, nwb, errors):

@@ -245,10 +245,13 @@ def simulate(out_dir, subjects, sessions, scans, regions, states, true_temporal_
 
 
 class _Bar:
-    """A tqdm progress bar (counts, rate, time remaining) on stderr, drawn only for a person watching."""
+    """A tqdm progress bar (counts, rate, time remaining) on stderr, drawn only for a person watching.
 
-    def __init__(self, desc: str, enabled: bool):
-        self.desc, self.enabled, self.bar = desc, enabled and sys.stderr.isatty(), None
+    ``unit="B"`` counts bytes, shown scaled (MB, GB) with the read rate.
+    """
+
+    def __init__(self, desc: str, enabled: bool, unit: str = "scan"):
+        self.desc, self.enabled, self.bar, self.unit = desc, enabled and sys.stderr.isatty(), None, unit
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:
@@ -256,7 +259,8 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit="scan", file=sys.stderr, leave=False)
+            scaled = {"unit_scale": True, "unit_divisor": 1024} if self.unit == "B" else {}
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, leave=False, **scaled)
         self.bar.update(done - self.bar.n)
 
     def close(self):
@@ -288,7 +292,7 @@ def _ingest(
     from lfpbold.pipeline import ingest_study
 
     _connect(ctx)
-    bar = _Bar("ingest", enabled=verbosity >= 0)
+    bar = _Bar("ingest", enabled=verbosity >= 0, unit="B")  # bytes read: a paper-size scan is GBs
     try:
         report = ingest_study(
             study_dir,

@@ -66,12 +66,12 @@ def bids_label(text: str) -> str:
 
 
 def paramset_combination(lfp_paramset=0, band_paramset=0, bold_paramset=0, relation_paramset=0) -> dict:
-    """The four parameter-set numbers as the key of one analysis combination."""
+    """The four parameter-set numbers as the key of one analysis combination (checked by the exports)."""
     return {
-        "lfp_paramset": int(lfp_paramset),
-        "band_paramset": int(band_paramset),
-        "bold_paramset": int(bold_paramset),
-        "relation_paramset": int(relation_paramset),
+        "lfp_paramset": lfp_paramset,
+        "band_paramset": band_paramset,
+        "bold_paramset": bold_paramset,
+        "relation_paramset": relation_paramset,
     }
 
 
@@ -167,8 +167,9 @@ def export_maps(
     """
     from lfpbold.schemas import acquisition, analysis, cohort, params, relations
 
-    combo = paramset_combination(lfp_paramset, band_paramset, bold_paramset, relation_paramset)
-    _check_combination(combo, band_set)
+    combo = _check_combination(
+        paramset_combination(lfp_paramset, band_paramset, bold_paramset, relation_paramset), band_set
+    )
     out = Path(out_dir)
     relation = params.RelationParams.get_params(combo)
     map_method = relation["maps"]["methods"][0]
@@ -315,19 +316,13 @@ and `statmap` suffix follow the BIDS statistical-derivatives proposal (BEP041) a
 """
 
 
-def _check_combination(combo: dict, band_set: str) -> None:
+def _check_combination(combo: dict, band_set: str) -> dict:
+    """``combo`` checked by :func:`lfpbold.schemas.params.check_paramsets`, and ``band_set``."""
     from lfpbold.schemas import params
 
     if band_set not in params.BAND_SETS:
         raise ValueError(f"band_set must be one of {list(params.BAND_SETS)}; got {band_set!r}")
-    for table, name in (
-        (params.LFPParams, "lfp_paramset"),
-        (params.BandPowerParams, "band_paramset"),
-        (params.BoldParams, "bold_paramset"),
-        (params.RelationParams, "relation_paramset"),
-    ):
-        if not table & {name: combo[name]}:
-            raise ValueError(f"No {table.__name__} set {combo[name]}")
+    return params.check_paramsets(combo)
 
 
 #: BIDS-style data dictionary of the results table: column -> (description, units or None)
@@ -416,8 +411,9 @@ def export_results(
     from lfpbold.query import results
     from lfpbold.schemas import cohort
 
-    combo = paramset_combination(lfp_paramset, band_paramset, bold_paramset, relation_paramset)
-    _check_combination(combo, band_set)
+    combo = _check_combination(
+        paramset_combination(lfp_paramset, band_paramset, bold_paramset, relation_paramset), band_set
+    )
     out = Path(out_dir)
     _write_dataset_description(out, "lfpbold results", combo, {"band_set": band_set, "by": list(by)})
     df = results(by=by, band_set=band_set, **combo)

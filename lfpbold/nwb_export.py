@@ -54,8 +54,7 @@ def export_nwb(
     from lfpbold.export import _check_combination, _write_dataset_description, bids_label
     from lfpbold.schemas import acquisition, analysis
 
-    combo = {"lfp_paramset": int(lfp_paramset), "band_paramset": int(band_paramset)}
-    _check_combination({**combo, "bold_paramset": 0, "relation_paramset": 0}, band_set)
+    combo = _check_combination({"lfp_paramset": lfp_paramset, "band_paramset": band_paramset}, band_set)
     out = Path(out_dir)
     _write_dataset_description(out, "lfpbold cleaned LFP and band power", combo, {"band_set": band_set})
     scans = (acquisition.LFPRecording & (analysis.BandPower & combo)).proj()

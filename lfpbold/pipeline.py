@@ -6,7 +6,6 @@ The CLI, notebooks and tests all go through these functions.
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,8 +165,9 @@ def ingest_study(
     layout, derivatives, region_aliases
         Where preprocessed BOLD comes from (see :func:`lfpbold.ingest.read_study`).
     progress : callable, optional
-        ``progress(done, total)``, called after each scan is inserted or skipped (the CLI draws a
-        progress bar with it).
+        ``progress(bytes_done, bytes_total)`` as the scans' BOLD and NWB files are read, hashed and
+        decoded (most of an ingest's time), block by block; ``bytes_total`` is the sum of their
+        sizes (the CLI draws a progress bar with it). Inserting the rows that follow is quick.
     follow_symlinks : bool
         Read files linked from outside the study folder (refused by default).
     """
@@ -187,6 +187,7 @@ def ingest_study(
         derivatives=derivatives,
         region_aliases=region_aliases,
         follow_symlinks=follow_symlinks,
+        progress=progress,
     )
     _store_relative(records, root)
     report = IngestReport(errors=list(records.errors), data_root=root, dry_run=dry_run)
@@ -228,10 +229,6 @@ def ingest_study(
         if new or changed:  # a root is worth remembering only once a scan's paths are relative to it
             _record_root(root)
     replacing = {id(scan) for scan in changed}
-    tick = progress or (lambda done, total: None)
-    done, total = len(records.scans) - len(new) - len(changed), len(records.scans)
-    if done:
-        tick(done, total)  # the scans already there, skipped
     for scan in new + changed:
         try:
             with conn.transaction:
@@ -251,15 +248,11 @@ def ingest_study(
                 )
         except Exception as exc:  # noqa: BLE001 - rolled back: none of the scan's rows stay; the next scan goes on
             report.errors.append(IngestError(scan.fmri["bold_path"], "database", f"scan not inserted ({exc})"))
-            done += 1
-            tick(done, total)
             continue
         if id(scan) in replacing:
             report.replaced.append((scan.key, counts))
         if id(scan) not in replacing:
             report.inserted.append(scan.key)
-        done += 1
-        tick(done, total)
     return report
 
 
@@ -379,18 +372,7 @@ def select(
         "bold_paramset": bold_paramset,
         "relation_paramset": relation_paramset,
     }
-    for table, name in (
-        (params.LFPParams, "lfp_paramset"),
-        (params.BandPowerParams, "band_paramset"),
-        (params.BoldParams, "bold_paramset"),
-        (params.RelationParams, "relation_paramset"),
-    ):
-        if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
-            raise ValueError(f"{name} must be a parameter-set number; got {combo[name]!r}")
-        combo[name] = int(combo[name])
-        if not table & {name: combo[name]}:
-            known = ", ".join(str(n) for n in table.to_arrays(name))
-            raise ValueError(f"No {table.__name__} set {combo[name]}; the sets are: {known}")
+    combo = params.check_paramsets(combo)
     scans = acq.Scan.proj() * acq.Session.proj("state")
     for attr, value in (("subject", subject), ("session", session), ("run", run), ("state", state)):
         if value is not None:
@@ -430,7 +412,9 @@ def populate(
         server. Reservations whose worker's database connection no longer exists (a worker killed
         with SIGKILL, a lost machine) are returned to the queue first
         (:func:`lfpbold.workers.requeue_dead_reservations`). With ``orphan_timeout``, so are
-        reservations older than that many seconds, live or not (a worker that hangs).
+        reservations older than that many seconds, live or not (a worker that hangs). Without
+        ``reserve_jobs``, every key not done is tried, and the keys that fail are recorded as
+        ``error`` jobs all the same (:func:`record_failures`), so ``lfpbold status`` lists them.
     display_progress : bool
         A progress bar per table.
     verify : {"stat", "full"}
@@ -467,10 +451,15 @@ def populate(
         if not todo:
             outcome[table.__name__] = {"success_count": 0, "error_list": []}
             continue
+        if not reserve_jobs:
+            # this run retries every key not done, so the errors recorded by an earlier run are now stale
+            table.jobs.errors.delete_quick()
         with one_blas_thread(processes > 1):  # forked worker processes inherit one BLAS thread each
             result = table.populate(
                 processes=processes, reserve_jobs=reserve_jobs, display_progress=display_progress, suppress_errors=True
             )
+        if not reserve_jobs:
+            record_failures(table, result["error_list"])
         outcome[table.__name__] = result
         echo(f"{table.__name__}: {result['success_count']} done, {len(result['error_list'])} failed")
         for key, message in result["error_list"]:
@@ -480,6 +469,50 @@ def populate(
         outcome.setdefault(name, {"success_count": 0, "error_list": []})["remaining"] = info["n"]
         outcome[name]["reserved_by_others"] = len(info["reserved"])
     return outcome
+
+
+def record_failures(table, error_list) -> None:
+    """Write a populate's failures into the table's job table, where ``lfpbold status`` reads them.
+
+    DataJoint records a failed make in the job table only when it populates with ``reserve_jobs``;
+    lfpbold's :func:`populate` calls this after a populate without it, so ``status`` lists the
+    errors of either kind of run. Each failed key gets an ``error`` job with the message, the host
+    and process that ran it; a later :func:`populate` without ``reserve_jobs`` retries those keys
+    (and clears their errors first), as before.
+
+    Parameters
+    ----------
+    table : DataJoint computed or imported table class
+    error_list : list of (key, message)
+        As DataJoint's ``populate(suppress_errors=True)`` returns them.
+    """
+    import os
+    import platform
+
+    from datajoint.jobs import ERROR_MESSAGE_LENGTH, TRUNCATION_APPENDIX
+
+    if not error_list:
+        return
+    jobs = table.jobs
+    conn = table.connection
+    now = conn.query("SELECT CURRENT_TIMESTAMP(3)").fetchone()[0]  # server time, as DataJoint's jobs write
+    ran_by = {"host": platform.node()[:255], "pid": os.getpid(), "user": conn.get_user()[:255]}
+    for key, message in error_list:
+        pk = {name: key[name] for name in jobs.primary_key}
+        message = str(message)
+        if len(message) > ERROR_MESSAGE_LENGTH:
+            message = message[: ERROR_MESSAGE_LENGTH - len(TRUNCATION_APPENDIX)] + TRUNCATION_APPENDIX
+        (jobs & pk).delete_quick()  # inserted as an error at once: never pending, so no worker can take it
+        jobs.insert1(
+            {
+                **pk,
+                "status": "error",
+                "priority": conn._config.jobs.default_priority,
+                "completed_time": now,
+                "error_message": message,
+                **ran_by,
+            }
+        )
 
 
 def refresh_stale_cohorts(echo: Callable[[str], None] | None = None) -> int:

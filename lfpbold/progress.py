@@ -2,8 +2,8 @@
 
 Read from each table, its key source and DataJoint's job table (``~~<table>``): a job is
 ``reserved`` while a worker (``populate --reserve-jobs``) holds it and ``error`` when its make
-failed there. A populate without ``--reserve-jobs`` keeps no job table; its failures are printed
-by ``populate`` and show here as pending.
+failed. lfpbold's populate records its failures there with or without ``--reserve-jobs``
+(:func:`lfpbold.pipeline.record_failures`), so both kinds of run show their errors here.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ function, :func:`lfpbold.plugins.cohort.summarize_cohort`, to the stored per-sca
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import pandas as pd
@@ -175,18 +174,7 @@ def results(
         "bold_paramset": bold_paramset,
         "relation_paramset": relation_paramset,
     }
-    for table, name in (
-        (params.LFPParams, "lfp_paramset"),
-        (params.BandPowerParams, "band_paramset"),
-        (params.BoldParams, "bold_paramset"),
-        (params.RelationParams, "relation_paramset"),
-    ):
-        if not isinstance(combo[name], numbers.Integral) or isinstance(combo[name], bool):
-            raise TypeError(f"{name} must be a parameter-set number; got {combo[name]!r}")
-        combo[name] = int(combo[name])
-        if not table & {name: combo[name]}:
-            known = ", ".join(str(n) for n in table.to_arrays(name))
-            raise ValueError(f"No {table.__name__} set {combo[name]}; the sets are: {known}")
+    combo = params.check_paramsets(combo)
     restriction = check_restriction(restriction, RESTRICTABLE)
     relation = params.RelationParams.get_params(combo)
     group_cols = [c for c in ("state", "region", "subject", "session") if c in set(by) | {"state", "region"}]

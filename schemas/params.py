@@ -375,3 +375,54 @@ class AnalysisSelection(dj.Manual):
 def selected(query):
     """``query`` restricted to what some selection asks for (on the parameter sets it shares)."""
     return query & AnalysisSelection.proj()
+
+
+_PARAMSET_TABLES = {
+    "lfp_paramset": LFPParams,
+    "band_paramset": BandPowerParams,
+    "bold_paramset": BoldParams,
+    "relation_paramset": RelationParams,
+}
+
+
+def check_paramsets(combo: dict) -> dict:
+    """``combo`` with each parameter-set number checked to be an integer that exists.
+
+    The one check every entry point (``select``, ``results``, the exports) runs on the parameter
+    sets it is given: a value that is not an integer is a TypeError, a set that does not exist a
+    ValueError naming the set, its table and the sets that do exist.
+
+    Parameters
+    ----------
+    combo : dict
+        Any of :data:`PARAMSET_KEYS` -> parameter-set number.
+
+    Returns
+    -------
+    dict
+        The same keys, the numbers as plain ``int``.
+
+    Examples
+    --------
+    >>> check_paramsets({"bold_paramset": 99})                    # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    ValueError: No BoldParams set 99 (bold_paramset in table "lfpbold_params"."#bold_params"); the sets that exist: 0, 1
+    """
+    import numbers
+
+    checked = {}
+    for name, value in combo.items():
+        if name not in _PARAMSET_TABLES:
+            raise ValueError(f"{name!r} is not a parameter-set key; use {list(PARAMSET_KEYS)}")
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a parameter-set number (an integer); got {value!r}")
+        table = _PARAMSET_TABLES[name]
+        checked[name] = int(value)
+        if not table & {name: checked[name]}:
+            known = ", ".join(str(int(n)) for n in sorted(table.to_arrays(name))) or "none"
+            raise ValueError(
+                f"No {table.__name__} set {checked[name]} ({name} in table {table.full_table_name}); "
+                f"the sets that exist: {known}"
+            )
+    return checked

@@ -61,7 +61,25 @@ def test_ingest_verbose_and_quiet(embedded_db, small_study):
     assert r.exit_code == 2 and "exclude each other" in r.output
 
 
-def test_ingest_progress_callback_counts_every_scan(embedded_db, small_study):
+def test_ingest_progress_counts_the_bytes_read(embedded_db, small_study, tmp_path):
+    from lfpbold.schemas import acquisition
+
     seen = []
     ingest_study(small_study, progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(i, 8) for i in range(1, 9)]
+    assert len(acquisition.Scan()) == 8
+    # the files read are the BOLD runs and NWB files ingest recorded, sizes and all
+    total = int(sum(acquisition.FMRIRun.to_arrays("bold_size")) + sum(acquisition.LFPRecording.to_arrays("nwb_size")))
+    assert {t for _, t in seen} == {total} and seen[-1] == (total, total)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and len(set(done)) >= 16  # a step at least per file (8 BOLD, 8 NWB), never back
+    # without checksums the NWB files are not hashed, and a scan that fails still counts its bytes
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    nwb = sorted(study.rglob("*_ecephys.nwb"))[0]
+    cut = nwb.stat().st_size - 4096
+    nwb.write_bytes(nwb.read_bytes()[:4096])
+    seen = []
+    report = ingest_study(study, checksums=False, progress=lambda done, total: seen.append((done, total)))
+    assert len(report.errors) == 1 and nwb.name in str(report.errors[0])
+    assert seen[-1] == (total - cut, total - cut)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
