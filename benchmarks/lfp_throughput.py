@@ -8,7 +8,7 @@ whole channel; clean_implant's private ``_old_order`` switch), both in the same 
 BOLD: read_bold + the study's preprocess_bold vs reading the .nii.gz.
 
     python benchmarks/lfp_throughput.py [--workdir DIR] [--keep] [--n-jobs 1,2] [--orders old,new]
-                                        [--lead-s 600] [--skip-bold]
+                                        [--lead-s 600] [--channels N] [--skip-bold]
 
 Simulates a paper-size study (1 rat, 1 scan, M1: 2.8 GB NWB + 344 MB BOLD, about 40 s) into
 ``--workdir`` unless one is there already, and deletes it at the end unless ``--keep`` (or unless
@@ -146,6 +146,9 @@ def main(argv=None):
     parser.add_argument(
         "--lead-s", type=float, default=600.0, help="LFP seconds before the scan (600: 30 min, 2400: 60 min)"
     )
+    parser.add_argument(
+        "--channels", type=int, default=None, help="clean only the first N channels (a worker's memory in less time)"
+    )
     args = parser.parse_args(argv)
     orders = [o.strip() for o in args.orders.split(",")]
     if not set(orders) <= {"new", "old"}:
@@ -197,6 +200,8 @@ def main(argv=None):
             "output_rate_hz": 1000.0,
             "keep_channels": True,
         }  # LFPParams set 0, the study's
+        if args.channels:
+            n_channels = min(n_channels, args.channels)
         implant_mb = n_channels * n_times * 4 / 1e6
         times = {}
         for order in orders:
