@@ -1,21 +1,29 @@
 """Throughput of the per-scan heavy steps on one paper-size simulated scan, against raw read speed.
 
-LFP: one implant's CleanLFP computation (lfpbold.lfp.clean_implant) vs reading its raw file.
+LFP: one implant's CleanLFP computation (lfpbold.lfp.clean_implant) vs reading its raw file,
+in today's order of operations (artifact removal at the full rate, block-wise polyphase
+decimation, notches after it at the output rate) and, with ``--orders old,new``, in the order
+before it (the cleaning method's notches at the full rate, then scipy.signal.decimate on the
+whole channel; clean_implant's private ``_old_order`` switch), both in the same run.
 BOLD: read_bold + the study's preprocess_bold vs reading the .nii.gz.
 
-    python benchmarks/lfp_throughput.py [--workdir DIR] [--keep] [--n-jobs 1,2]
+    python benchmarks/lfp_throughput.py [--workdir DIR] [--keep] [--n-jobs 1,2] [--orders old,new]
+                                        [--lead-s 600] [--channels N] [--skip-bold]
 
 Simulates a paper-size study (1 rat, 1 scan, M1: 2.8 GB NWB + 344 MB BOLD, about 40 s) into
 ``--workdir`` unless one is there already, and deletes it at the end unless ``--keep`` (or unless
-it was there before). Prints figures, asserts nothing. Timings share the machine with whatever
-else runs on it.
+it was there before). ``--lead-s`` sets the LFP recorded before the scan (the paper size's 600 s
+give a 30-minute recording; 2400 s give 60 minutes with the same scan), to measure how memory
+grows with the recording's length. Prints figures, asserts nothing. Timings share the machine
+with whatever else runs on it.
 
 Page cache: the "cold" read first asks the kernel to drop this file's cached pages
 (posix_fadvise DONTNEED, this file only; no root needed); the "warm" read right after comes
 from memory. clean_implant then runs on a warm cache, as a populate worker would right after
 the file was copied in. Peak memory is the largest summed RSS of this process and its worker
 processes, sampled every 50 ms (psutil), the same
-for PSS (shared libraries counted once), and the kernel's high-water marks (getrusage).
+for PSS (shared libraries counted once), the largest RSS of any one process (a worker's memory,
+which is what sizes a populate worker), and the kernel's high-water marks (getrusage).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class PeakRSS:
 
     def __init__(self, interval=0.05):
         self.interval, self.peak, self.peak_pss, self._stop = interval, 0.0, 0.0, threading.Event()
+        self.peak_one = 0.0  # the largest RSS of any one process of the tree
 
     def _tree_rss(self, pss=False):
         import psutil
@@ -53,9 +62,12 @@ class PeakRSS:
         total = 0
         for proc in [me, *me.children(recursive=True)]:
             try:
-                total += proc.memory_full_info().pss if pss else proc.memory_info().rss
+                one = proc.memory_full_info().pss if pss else proc.memory_info().rss
             except (psutil.Error, AttributeError):
-                pass
+                continue
+            total += one
+            if not pss:
+                self.peak_one = max(self.peak_one, one / 2**20)
         return total / 2**20
 
     def _run(self):
@@ -68,7 +80,7 @@ class PeakRSS:
         try:
             import psutil  # noqa: F401
         except ImportError:
-            self.peak = self.peak_pss = float("nan")
+            self.peak = self.peak_pss = self.peak_one = float("nan")
             return self
         self.start = self._tree_rss()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -85,6 +97,12 @@ def maxrss_mb():
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return self_mb, child_mb
+
+
+def cpu_s():
+    """User + system CPU seconds of this process and its finished (waited-for) children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def drop_cache(path: Path):
@@ -119,7 +137,7 @@ def read_bytes(path: Path, block: int = 64 << 20) -> float:
 
 
 def line(label, value):
-    print(f"  {label:<44} {value}")
+    print(f"  {label:<44} {value}", flush=True)
 
 
 def main(argv=None):
@@ -128,10 +146,30 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the simulated study")
     parser.add_argument("--n-jobs", default="1,2", help="comma-separated n_jobs values for clean_implant")
     parser.add_argument("--skip-bold", action="store_true")
+    parser.add_argument(
+        "--orders", default="new", help="comma-separated: new (today's order), old (full-rate notches, then decimate)"
+    )
+    parser.add_argument(
+        "--lead-s", type=float, default=600.0, help="LFP seconds before the scan (600: 30 min, 2400: 60 min)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=None, help="clean only the first N channels (a worker's memory in less time)"
+    )
     args = parser.parse_args(argv)
+    orders = [o.strip() for o in args.orders.split(",")]
+    if not set(orders) <= {"new", "old"}:
+        parser.error(f"--orders takes new and/or old; got {args.orders!r}")
+
+    import dataclasses
 
     from lfpbold.lfp import clean_implant
     from lfpbold.simulate import simulate_study
+    from lfpbold.simulate.sizes import SIZES
+
+    size = "paper"
+    if args.lead_s != SIZES["paper"].lead_s:  # the paper size with a longer (or shorter) lead
+        size = f"paper-lead{args.lead_s:g}s"
+        SIZES[size] = dataclasses.replace(SIZES["paper"], name=size, lead_s=args.lead_s)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lfpbold-bench-"))
     study = workdir / "study"
@@ -142,7 +180,7 @@ def main(argv=None):
     )
     if not existed:
         t0 = time.perf_counter()
-        simulate_study(study, size="paper", subjects=1, scans=1, regions=("M1",))
+        simulate_study(study, size=size, subjects=1, scans=1, regions=("M1",))
         print(f"simulated a paper-size scan in {time.perf_counter() - t0:.1f} s -> {study}")
     else:
         print(f"using the study already in {study}")
@@ -168,32 +206,55 @@ def main(argv=None):
             "output_rate_hz": 1000.0,
             "keep_channels": True,
         }  # LFPParams set 0, the study's
+        n_total = n_channels
+        if args.channels:
+            n_channels = min(n_channels, args.channels)
         implant_mb = n_channels * n_times * 4 / 1e6
-        for n_jobs in (int(j) for j in args.n_jobs.split(",")):
-            with PeakRSS() as peak:
-                t0 = time.perf_counter()
-                rate, combined, lags, kept, _ = clean_implant(
-                    nwb,
-                    series_path=SERIES,
-                    channels=range(n_channels),
-                    sfreq=sfreq,
-                    slice_onsets=slices,
-                    params=params,
-                    n_jobs=n_jobs,
+        times, cpus = {}, {}
+        for order in orders:
+            for n_jobs in (int(j) for j in args.n_jobs.split(",")):
+                cpu0 = cpu_s()
+                with PeakRSS() as peak:
+                    t0 = time.perf_counter()
+                    rate, combined, lags, kept, _ = clean_implant(
+                        nwb,
+                        series_path=SERIES,
+                        channels=range(n_channels),
+                        sfreq=sfreq,
+                        slice_onsets=slices,
+                        params=params,
+                        n_jobs=n_jobs,
+                        _old_order=order == "old",
+                    )
+                    elapsed = time.perf_counter() - t0
+                cpu = cpu_s() - cpu0
+                times[order, n_jobs] = elapsed
+                cpus[order, n_jobs] = cpu
+                self_mb, child_mb = maxrss_mb()
+                print(
+                    f"  clean_implant, {order} order, n_jobs={n_jobs} "
+                    f"({n_channels} channels -> {rate:g} Hz, {combined.size} samples)"
                 )
-                elapsed = time.perf_counter() - t0
-            self_mb, child_mb = maxrss_mb()
-            print(f"  clean_implant, n_jobs={n_jobs} ({n_channels} channels -> {rate:g} Hz, {combined.size} samples)")
-            line("    time", f"{elapsed:.1f} s ({elapsed / n_channels:.2f} s per channel)")
-            line("    throughput (raw implant MB / time)", f"{implant_mb / elapsed:.0f} MB/s")
-            line("    processing / read time (cold, warm)", f"{elapsed / cold:.1f}x, {elapsed / warm:.1f}x")
-            line(
-                "    peak RSS, process tree (sampled)",
-                f"{peak.peak:.0f} MB (at start {getattr(peak, 'start', 0):.0f} MB)",
-            )
-            line("    peak PSS, process tree (sampled)", f"{peak.peak_pss:.0f} MB")
-            line("    max RSS self / largest child (getrusage)", f"{self_mb:.0f} MB / {child_mb:.0f} MB")
-            del combined, kept
+                line("    time", f"{elapsed:.1f} s ({elapsed / n_channels:.2f} s per channel)")
+                line("    CPU time, this process and its workers", f"{cpu:.1f} s (less sensitive to a shared machine)")
+                line("    throughput (raw implant MB / time)", f"{implant_mb / elapsed:.0f} MB/s")
+                if n_channels == n_total:  # the read is of every channel
+                    line("    processing / read time (cold, warm)", f"{elapsed / cold:.1f}x, {elapsed / warm:.1f}x")
+                line(
+                    "    peak RSS, process tree (sampled)",
+                    f"{peak.peak:.0f} MB (at start {getattr(peak, 'start', 0):.0f} MB)",
+                )
+                line("    peak PSS, process tree (sampled)", f"{peak.peak_pss:.0f} MB")
+                line("    peak RSS, largest one process (sampled)", f"{peak.peak_one:.0f} MB")
+                line("    max RSS self / largest child (getrusage)", f"{self_mb:.0f} MB / {child_mb:.0f} MB")
+                del combined, kept
+        for n_jobs in sorted({j for _, j in times}):
+            if ("old", n_jobs) in times and ("new", n_jobs) in times:
+                line(
+                    f"  old / new order time (CPU time), n_jobs={n_jobs}",
+                    f"{times['old', n_jobs] / times['new', n_jobs]:.2f}x "
+                    f"({cpus['old', n_jobs] / cpus['new', n_jobs]:.2f}x)",
+                )
 
         if not args.skip_bold:
             bold_part(study)

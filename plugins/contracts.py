@@ -79,7 +79,14 @@ class LfpCleaning(Protocol):
     slice_onsets : ndarray of shape (n_slices,)
         Slice trigger times in seconds on the LFP's clock (sample 0 is 0 s), increasing.
     **params
-        The method's own parameters (from its parameter set).
+        The method's own parameters (from its parameter set). The notch keys ``line_freq``
+        (Hz, or None), ``notch_max_hz`` and ``notch_slice_rate`` belong to the pipeline:
+        ``CleanLFP`` (:func:`lfpbold.lfp.clean_implant`) notches the mains and slice-rate
+        harmonics they name after decimation, at the output rate, for every method, taking
+        the method's signature defaults for keys its parameter set leaves out. It calls the
+        method with ``line_freq=None, notch_slice_rate=False`` when the method takes them (by
+        name or ``**params``), which must then mean no notch in the method, and without any
+        notch key otherwise. A method may still notch when called directly with them.
 
     Returns
     -------

@@ -39,7 +39,10 @@ def no_cleaning(lfp, sfreq: float, *, slice_onsets=None, **params):
     slice_onsets : array-like, optional
         Ignored; accepted so every cleaning method is called the same way.
     **params
-        Ignored, for the same reason.
+        Ignored, for the same reason. Notch keys (``line_freq``, ``notch_max_hz``,
+        ``notch_slice_rate``) in a parameter set with this method are applied by
+        :func:`lfpbold.lfp.clean_implant` after decimation, as for every method; without
+        them nothing is notched.
 
     Returns
     -------
@@ -59,6 +62,9 @@ def no_cleaning(lfp, sfreq: float, *, slice_onsets=None, **params):
 
 
 def _slice_rate_notches(line_freq, notch_max_hz, slice_rate, sfreq) -> np.ndarray:
+    """Notch frequencies (Hz): ``line_freq`` and ``slice_rate`` (either None: none) and their
+    harmonics up to ``notch_max_hz``, merged within 0.5 Hz, below ``sfreq`` / 2 - 1 Hz. Shared
+    by the cleaning methods and :func:`lfpbold.lfp.clean_implant` (which notches after decimation)."""
     freqs = []
     for base in (line_freq, slice_rate):
         if base:
@@ -117,6 +123,10 @@ def template_regression(
     6. Notch filters (:func:`lfpbold.plugins.spectral.notch_filter`) at ``line_freq`` and its
        harmonics up to ``notch_max_hz``, and, if ``notch_slice_rate``, at the slice rate
        (1 / median inter-slice interval) and its harmonics up to ``notch_max_hz``.
+       ``CleanLFP`` (:func:`lfpbold.lfp.clean_implant`) calls this method with
+       ``line_freq=None, notch_slice_rate=False`` and applies the same notches itself after
+       decimation, at the output rate (about 1 kHz; every notch lies below its Nyquist
+       frequency), a 24th of the work at 24 kHz; the parameter set's keys keep their meaning.
 
     Samples outside the slice segments (before and after the scan, gaps between volumes) are
     not changed by the regression; the notch filters apply to the whole recording. Where a

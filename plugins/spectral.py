@@ -5,6 +5,7 @@ The study's method (band-pass 0.1-300 Hz, 1 s windows every 0.1 s) in bounded me
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import mne
@@ -16,11 +17,12 @@ from ._validation import check_array, check_bands, check_channel, check_seconds,
 
 __all__ = ["spectrogram_band_power", "notch_filter"]
 
-# Raw recordings are filtered this many samples at a time (plus filter margins), so memory stays
-# in the tens of MB whatever the recording length. Notch blocks are longer because MNE designs
-# the notch filter anew (about a second) for every block.
-_BLOCK = 2**22
+# Raw recordings are low-passed this many samples at a time (plus filter margins), so memory
+# stays in the tens of MB whatever the recording length.
 _LOWPASS_BLOCK = 2**20
+# Notch filtering goes to MNE whole for recordings of at most this many samples plus two filter
+# lengths, and otherwise applies the filter designed once (_notch_design) by overlap-save.
+_BLOCK = 0
 # Spectrogram windows per FFT batch.
 _WINDOW_BLOCK = 512
 
@@ -202,12 +204,13 @@ def notch_filter(lfp, sfreq: float, *, freqs, out=None):
     """Remove narrow-band lines (mains, scanner slice rate) with MNE's notch filter.
 
     The filter of :func:`mne.filter.notch_filter` with its defaults (zero-phase FIR, notch width
-    ``freq / 200``, 1 Hz transition). Short recordings go to MNE as they are. Long ones are
-    filtered in blocks with the filter MNE designs, designed once (MNE would design it anew for
-    every call, about a second at 24 kHz) and applied by FFT convolution, with MNE's padding at
-    the recording's ends: the same samples as MNE filtering the whole recording at once, to
-    rounding, while holding only a few blocks in float64 beyond the output, which can be the
-    input itself (``out=lfp``).
+    ``freq / 200``, 1 Hz transition). Recordings shorter than two filter lengths go to MNE as
+    they are. Longer ones are filtered in blocks with the filter MNE designs, designed once per
+    process for each (``sfreq``, ``freqs``) (MNE would design it anew for every call, about a
+    second at 24 kHz; every channel of a scan shares one design) and applied by FFT convolution,
+    with MNE's padding at the recording's ends: the same samples as MNE filtering the whole
+    recording at once, to rounding, while holding only a few blocks in float64 beyond the
+    output, which can be the input itself (``out=lfp``).
 
     Parameters
     ----------
@@ -245,18 +248,11 @@ def notch_filter(lfp, sfreq: float, *, freqs, out=None):
             f"notch freqs must lie strictly between 0 and Nyquist ({sfreq / 2:g} Hz); got {freqs.tolist()}"
         )
     n = lfp.shape[-1]
-    # Length of the filter MNE's notch_filter designs for these frequencies (its band-stop
-    # edges and 'auto' length), so each block's margin covers the filter's reach exactly.
-    widths, tb_2 = freqs / 200.0, 0.5
-    h = mne.filter.create_filter(
-        None, sfreq, freqs + widths / 2 + tb_2, freqs - widths / 2 - tb_2,
-        l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2, verbose=False,
-    )  # fmt: skip
+    h = _notch_design(sfreq, tuple(freqs.tolist()))
     margin = len(h)
     if out is not None and (out.shape != lfp.shape or out.dtype != np.float64):
         raise ValueError(f"out must be a float64 array of shape {lfp.shape}; got {out.dtype} {out.shape}")
-    block = max(_BLOCK, 4 * margin)
-    if n <= block + 2 * margin:
+    if n <= _BLOCK + 2 * margin:
         filtered = mne.filter.notch_filter(
             np.asarray(lfp, dtype=np.float64), sfreq, freqs, filter_length=margin, verbose=False
         )
@@ -269,6 +265,21 @@ def notch_filter(lfp, sfreq: float, *, freqs, out=None):
     for row in np.ndindex(lfp.shape[:-1]):
         _zero_phase_fir(lfp[row], h, out[row])
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _notch_design(sfreq: float, freqs: tuple) -> np.ndarray:
+    """The FIR filter MNE's notch_filter designs for these frequencies (its band-stop edges and
+    'auto' length), designed once per (rate, frequencies) in a process: a second or so at 24 kHz,
+    and every channel of a scan uses the same one. Read-only, as it is shared."""
+    freqs = np.asarray(freqs, dtype=float)
+    widths, tb_2 = freqs / 200.0, 0.5
+    h = mne.filter.create_filter(
+        None, sfreq, freqs + widths / 2 + tb_2, freqs - widths / 2 - tb_2,
+        l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2, verbose=False,
+    )  # fmt: skip
+    h.setflags(write=False)
+    return h
 
 
 def _zero_phase_fir(x, h, out) -> None:

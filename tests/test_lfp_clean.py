@@ -142,15 +142,20 @@ def test_cleaned_mean_band_power_is_within_ten_percent(band_agreement):
 
 def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     # An independent composition of the documented steps: read each channel, template
-    # regression, FIR decimation by floor(sfreq / 1000 Hz), phase-aligned mean.
+    # regression (without its notches), FIR decimation by floor(sfreq / 1000 Hz), the notches
+    # at the output rate (60 Hz and slice-rate harmonics up to 300 Hz), phase-aligned mean.
+    # tests/test_lfp_speed_equivalence.py compares this order with notching before decimation.
     scan = scans[0]
     q = int(scan["sfreq"] // 1000.0)
     raw = read_lfp(scan["nwb"], series_path=SERIES, channels=scan["channels"]).astype(np.float64)
     full = [
-        template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=60.0, notch_max_hz=300.0)
+        template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=None, notch_slice_rate=False)
         for ch in raw
     ]
-    stack = np.stack([decimate(ch, q, ftype="fir", zero_phase=True) for ch in full])
+    notches = _notch_freqs(60.0, 1.0 / np.median(np.diff(scan["slices"])), 300.0)
+    stack = np.stack(
+        [notch_filter(decimate(ch, q, ftype="fir", zero_phase=True), scan["sfreq"] / q, freqs=notches) for ch in full]
+    )
     combined, lags = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
     rate, got_combined, got_lags, per_channel, spectrum = cleaned
     assert rate == scan["sfreq"] / q
@@ -159,7 +164,8 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     np.testing.assert_allclose(got_combined, combined.astype(np.float32), rtol=1e-6, atol=1e-12)
     assert per_channel.dtype == np.float32 and per_channel.shape == stack.shape
     np.testing.assert_allclose(per_channel, stack.astype(np.float32), rtol=1e-6, atol=1e-12)
-    # the quality figure's spectra: the channels' mean Welch PSD (1 Hz bins) before and after cleaning
+    # the quality figure's spectra: the channels' mean Welch PSD (1 Hz bins) before and after
+    # artifact removal (before the notches)
     n = int(round(scan["sfreq"]))
     freqs, raw_psd = welch(raw, fs=scan["sfreq"], nperseg=n, axis=-1)
     _, clean_psd = welch(np.stack(full), fs=scan["sfreq"], nperseg=n, axis=-1)
