@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
+from scipy.fft import next_fast_len
 from scipy.signal import decimate, firwin, upfirdn, welch
 
 from lfpbold.ingest import read_lfp
@@ -44,16 +45,30 @@ _WELCH_SEGMENTS = 256
 _DECIMATE_BLOCK = 2**16
 
 
-def _spectrum(signal, sfreq):
-    """Welch power spectral density at 1 Hz resolution up to :data:`SPECTRUM_MAX_HZ`: (freqs, V^2/Hz).
+def spectrum_window(sfreq: float) -> int:
+    """Samples per window of the quality spectra: the first length at or above one second whose FFT
+    is fast (only factors 2, 3, 5; :func:`scipy.fft.next_fast_len`).
 
-    :func:`scipy.signal.welch` (Hann windows of ``round(sfreq)`` samples, half overlapping) run
+    A window of exactly ``round(sfreq)`` samples gives bins 1 Hz apart, but at the TDT rate
+    24,414 Hz (2 x 3 x 13 x 313) its FFT is 8x slower than at 24,576 and the two full-rate
+    spectra were most of a channel's cleaning time; the bins are 0.993 Hz apart instead.
+
+    >>> spectrum_window(24414.0625), spectrum_window(2000.0)
+    (24576, 2000)
+    """
+    return max(8, next_fast_len(int(round(sfreq)), real=True))
+
+
+def _spectrum(signal, sfreq):
+    """Welch power spectral density at about 1 Hz resolution up to :data:`SPECTRUM_MAX_HZ`: (freqs, V^2/Hz).
+
+    :func:`scipy.signal.welch` (Hann windows of :func:`spectrum_window` samples, half overlapping) run
     on stretches of :data:`_WELCH_SEGMENTS` whole windows at a time and averaged with weights:
     the same mean of the same periodograms as one call on the whole signal, to rounding, while
     holding a few MB of float64 instead of several copies of the recording (its framed windows,
     detrended copy and spectra: about 2 GB for a 30-minute channel at 24 kHz)."""
     n = signal.size
-    nperseg = min(n, max(8, int(round(sfreq))))
+    nperseg = min(n, spectrum_window(sfreq))
     step = nperseg - nperseg // 2
     n_seg = (n - nperseg) // step + 1
     total = None
@@ -237,9 +252,9 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
     channel_signals : ndarray of shape (n_channels, n_samples), float32, or None
         Each channel cleaned and decimated, when ``params["keep_channels"]`` is true.
     spectrum : dict
-        ``freqs`` (Hz, 1 Hz apart up to :data:`SPECTRUM_MAX_HZ`), ``raw`` and ``clean``: the
-        channels' mean Welch power spectral density (V^2/Hz) before and after artifact removal,
-        at the full rate (the quality figure of artifact removal); ``clean`` is taken before the
+        ``freqs`` (Hz, about 1 Hz apart: :func:`spectrum_window`; up to :data:`SPECTRUM_MAX_HZ`), ``raw``
+        and ``clean``: the channels' mean Welch power spectral density (V^2/Hz) before and after
+        artifact removal, at the full rate (the quality figure of artifact removal); ``clean`` is taken before the
         notch filters, which run after decimation.
 
     Raises

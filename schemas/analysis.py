@@ -65,7 +65,7 @@ class CleanLFP(dj.Computed):
     combined : <blob@lfpbold>          # float32 (n_samples,), volts, on the series' clock from 0 s
     n_channels : int32
     combined_digest : char(32)
-    spectrum_hz = null : <blob>        # frequencies of the two spectra below, 1 Hz apart from 0 (quality figure)
+    spectrum_hz = null : <blob>        # frequencies of the two spectra below, about 1 Hz apart from 0 (quality figure)
     raw_psd = null : <blob>            # channels' mean power spectral density before cleaning, V^2/Hz
     clean_psd = null : <blob>          # the same after cleaning (before decimation)
     """

@@ -120,7 +120,7 @@ class LFPParams(_ParamSet, dj.Lookup):
     @staticmethod
     def default_params() -> dict:
         return {
-            "lfp_cleaning": {"method": "template_regression", "line_freq": 60.0, "notch_max_hz": 300.0},
+            "lfp_cleaning": {"method": "subsample_template_regression", "line_freq": 60.0, "notch_max_hz": 300.0},
             "channel_combine": {"method": "phase_aligned", "max_lag_s": 0.005, "fit_s": 60.0},
             "output_rate_hz": 1000.0,
             "keep_channels": True,

@@ -9,16 +9,16 @@ from scipy.signal import decimate, welch
 
 from lfpbold.constants import CLASSIC_BANDS as BANDS
 from lfpbold.ingest import read_lfp
-from lfpbold.lfp import SPECTRUM_MAX_HZ, clean_implant
+from lfpbold.lfp import SPECTRUM_MAX_HZ, clean_implant, spectrum_window
 from lfpbold.plugins.channels import phase_aligned_combine
-from lfpbold.plugins.lfp_cleaning import template_regression
+from lfpbold.plugins.lfp_cleaning import subsample_template_regression
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
 from lfpbold.simulate import simulate_study
 
 SERIES = "acquisition/ElectricalSeries"
 # The study's parameter set (LFPParams set 0), written out so this test does not import the schemas.
 STUDY_PARAMS = {
-    "lfp_cleaning": {"method": "template_regression", "line_freq": 60.0, "notch_max_hz": 300.0},
+    "lfp_cleaning": {"method": "subsample_template_regression", "line_freq": 60.0, "notch_max_hz": 300.0},
     "channel_combine": {"method": "phase_aligned", "max_lag_s": 0.005, "fit_s": 60.0},
     "output_rate_hz": 1000.0,
     "keep_channels": True,
@@ -64,7 +64,7 @@ def cleaned(scans):
 
 
 #: The study's set with the cleaning method meant for realistic artifacts: on the simulator's
-#: artifact (unlocked clocks, per-slice differences, drift, head motion) the default
+#: artifact (unlocked clocks, per-slice differences, drift, head motion) the earlier default
 #: template_regression leaves ~1 mV (benchmarks/artifact_removal.py) and misses these checks.
 FRACTIONAL_PARAMS = {
     **STUDY_PARAMS,
@@ -141,15 +141,17 @@ def test_cleaned_mean_band_power_is_within_ten_percent(band_agreement):
 
 
 def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
-    # An independent composition of the documented steps: read each channel, template
-    # regression (without its notches), FIR decimation by floor(sfreq / 1000 Hz), the notches
+    # An independent composition of the documented steps: read each channel, the default
+    # subsample template regression (without its notches), FIR decimation by floor(sfreq / 1000 Hz), the notches
     # at the output rate (60 Hz and slice-rate harmonics up to 300 Hz), phase-aligned mean.
     # tests/test_lfp_speed_equivalence.py compares this order with notching before decimation.
     scan = scans[0]
     q = int(scan["sfreq"] // 1000.0)
     raw = read_lfp(scan["nwb"], series_path=SERIES, channels=scan["channels"]).astype(np.float64)
     full = [
-        template_regression(ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=None, notch_slice_rate=False)
+        subsample_template_regression(
+            ch, scan["sfreq"], slice_onsets=scan["slices"], line_freq=None, notch_slice_rate=False
+        )
         for ch in raw
     ]
     notches = _notch_freqs(60.0, 1.0 / np.median(np.diff(scan["slices"])), 300.0)
@@ -166,7 +168,7 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     np.testing.assert_allclose(per_channel, stack.astype(np.float32), rtol=1e-6, atol=1e-12)
     # the quality figure's spectra: the channels' mean Welch PSD (1 Hz bins) before and after
     # artifact removal (before the notches)
-    n = int(round(scan["sfreq"]))
+    n = spectrum_window(scan["sfreq"])
     freqs, raw_psd = welch(raw, fs=scan["sfreq"], nperseg=n, axis=-1)
     _, clean_psd = welch(np.stack(full), fs=scan["sfreq"], nperseg=n, axis=-1)
     upto = freqs <= SPECTRUM_MAX_HZ

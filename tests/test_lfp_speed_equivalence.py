@@ -17,7 +17,7 @@ from scipy.signal import decimate, welch
 
 import lfpbold.lfp as lfp_module
 from lfpbold.ingest import read_lfp
-from lfpbold.lfp import SPECTRUM_MAX_HZ, clean_implant
+from lfpbold.lfp import SPECTRUM_MAX_HZ, clean_implant, spectrum_window
 from lfpbold.plugins.channels import phase_aligned_combine
 from lfpbold.plugins.lfp_cleaning import fractional_template_regression, no_cleaning, template_regression
 from lfpbold.plugins.spectral import notch_filter, spectrogram_band_power
@@ -121,7 +121,7 @@ def test_template_regression_at_the_paper_rate_agrees_with_the_old_order(monkeyp
     g, p_new = welch(combined.astype(np.float64), fs=rate, nperseg=int(rate))
     assert p_new[np.argmin(abs(g - 60))] < 1e-3 * p_raw[np.argmin(abs(f - 60))]
     # The quality figure's clean spectrum is of the artifact-removed channels before the notches.
-    n = int(round(TDT_RATE))
+    n = spectrum_window(TDT_RATE)
     unnotched = [template_regression(ch, TDT_RATE, slice_onsets=onsets, line_freq=None, notch_slice_rate=False)
                  for ch in data]  # fmt: skip
     freqs, psd = welch(np.stack(unnotched), fs=TDT_RATE, nperseg=n, axis=-1)
