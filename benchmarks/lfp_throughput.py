@@ -172,7 +172,7 @@ def main(argv=None):
         for n_jobs in (int(j) for j in args.n_jobs.split(",")):
             with PeakRSS() as peak:
                 t0 = time.perf_counter()
-                rate, combined, lags, kept, _ = clean_implant(
+                rate, combined, lags, kept, *_ = clean_implant(
                     nwb,
                     series_path=SERIES,
                     channels=range(n_channels),

@@ -1,0 +1,68 @@
+"""The simulator's truths, recovered by the populated pipeline: bad contacts recorded, every band's temporal r."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.db
+
+
+def test_cleanlfp_records_the_simulated_bad_channels(populated_db, small_study):
+    from lfpbold.schemas import acquisition, analysis
+
+    truth = json.loads((small_study / "ground_truth.json").read_text())
+    expected = {
+        (s["subject"], s["session"], s["run"], imp["region"], b["channel"]): b["kind"]
+        for s in truth["scans"]
+        for imp in s["implants"]
+        for b in imp["bad_channels"]
+    }
+    assert len(expected) >= 2, "the shared small study should carry bad contacts for this test to mean anything"
+    rows = (analysis.CleanLFP.Channel * acquisition.LFPRecording.Channel).to_dicts()
+    assert rows and all("excluded_reason" in r for r in rows)
+    recorded = {
+        (r["subject"], r["session"], r["run"], r["region"], r["electrode"]): r["excluded_reason"]
+        for r in rows
+        if r["excluded_reason"] is not None
+    }
+    assert recorded == expected
+    # Every implant of every scan has its row per channel, bad ones with lag 0 (left out, not shifted).
+    assert all(r["lag_samples"] == 0 for r in rows if r["excluded_reason"] is not None)
+
+
+def test_every_band_observed_r_matches_expected_after_preprocessing(populated_db, small_study):
+    """Mean observed per-scan temporal r of every classic band within 0.05 of the simulator's
+    ``expected_after_preprocessing_r`` (the honest expected value), over the kept scans."""
+    from lfpbold.schemas import relations
+
+    truth = json.loads((small_study / "ground_truth.json").read_text())
+    expected = {
+        (s["subject"], s["session"], s["run"], imp["region"]): imp["expected_after_preprocessing_r"]
+        for s in truth["scans"]
+        for imp in s["implants"]
+    }
+    rows = (relations.TemporalCorrelation.Metric & {"metric": "pearson"}).to_dicts()
+    bands = ("delta", "theta", "alpha", "beta", "gamma")
+    pairs = {b: [] for b in bands}
+    for r in rows:
+        if r["band"] in pairs:
+            pairs[r["band"]].append(
+                (r["value"], expected[(r["subject"], r["session"], r["run"], r["region"])][r["band"]])
+            )
+    gaps = {}
+    for b in bands:
+        observed, exp = np.array(pairs[b]).T
+        assert observed.size >= 8, (b, observed.size)
+        gaps[b] = float(observed.mean() - exp.mean())
+    assert all(abs(g) <= 0.05 for g in gaps.values()), gaps
+    # The cohort mean stored at the top level is the mean of the per-scan values over kept scans.
+    kept = [s for s in truth["scans"] if not s["excluded_expected"]]
+    for state in truth["expected_after_preprocessing_r"]:
+        values = [
+            imp["expected_after_preprocessing_r"]["gamma"] for s in kept if s["state"] == state for imp in s["implants"]
+        ]
+        if values:
+            assert truth["expected_after_preprocessing_r"][state]["gamma"] == pytest.approx(np.mean(values))
