@@ -84,3 +84,26 @@ def test_cnr_estimated_from_the_maps_is_the_simulated_one(embedded_db, tmp_path)
     assert {r["region"] for r in rows} == {"ACC", "M1"}
     estimated = [(r["region"], r["cnr"]) for r in rows]
     assert all(abs(c - 1.8) <= 0.15 for _, c in estimated), estimated
+
+
+def test_combine_result_accepts_two_or_three_values_and_checks_excluded():
+    from lfpbold.plugins.contracts import check_function, combine_result
+
+    combined, lags = np.zeros(5), np.zeros(3, dtype=int)
+    assert combine_result((combined, lags), 3)[2] == {}
+    assert combine_result((combined, lags, {np.int64(2): "flat"}), 3)[2] == {2: "flat"}
+    with pytest.raises(ValueError, match="row 0..2"):
+        combine_result((combined, lags, {3: "flat"}), 3)
+    with pytest.raises(ValueError, match="non-empty string"):
+        combine_result((combined, lags, {0: ""}), 3)
+    with pytest.raises(TypeError, match="combined, lags"):
+        combine_result((combined,), 3)
+
+    def two(lfp, sfreq):  # a lab method of the old contract
+        return lfp.mean(axis=0), np.zeros(lfp.shape[0], dtype=int)
+
+    def bad_reason(lfp, sfreq):
+        return lfp.mean(axis=0), np.zeros(lfp.shape[0], dtype=int), {0: 3}
+
+    assert check_function("channel_combine", two) == []
+    assert any("reason" in p for p in check_function("channel_combine", bad_reason))

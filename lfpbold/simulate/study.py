@@ -24,7 +24,7 @@ from lfpbold.simulate.anatomy import Atlas, build_atlas
 from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS
 from lfpbold.simulate.expected import METHOD as EXPECTED_METHOD
 from lfpbold.simulate.expected import expected_after_preprocessing
-from lfpbold.simulate.lfp import LfpStream
+from lfpbold.simulate.lfp import BAND_STOP_DB, BAND_TRANSITION, LfpStream
 from lfpbold.simulate.signals import (
     BAND_COUPLING,
     BAND_RMS,
@@ -194,6 +194,9 @@ def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
         "band_coupling": BAND_COUPLING,
         "power_depth": POWER_DEPTH,
         "band_rms_v": BAND_RMS,
+        # Each band: white noise through a Kaiser-window linear-phase FIR band-pass whose
+        # transitions (this fraction of the band's width) lie inside the band.
+        "band_filter": {"design": "kaiser_fir", "transition_fraction": BAND_TRANSITION, "stop_db": BAND_STOP_DB},
         "lfp": {
             "fs": sz.fs,
             "channels_per_implant": sz.n_channels,
