@@ -216,7 +216,7 @@ def main(argv=None):
                 cpu0 = cpu_s()
                 with PeakRSS() as peak:
                     t0 = time.perf_counter()
-                    rate, combined, lags, kept, _ = clean_implant(
+                    rate, combined, lags, kept, *_ = clean_implant(
                         nwb,
                         series_path=SERIES,
                         channels=range(n_channels),

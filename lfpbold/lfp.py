@@ -18,6 +18,7 @@ from scipy.signal import decimate, firwin, upfirdn, welch
 
 from lfpbold.ingest import read_lfp
 from lfpbold.plugins import get_plugin
+from lfpbold.plugins.contracts import combine_result
 from lfpbold.plugins.lfp_cleaning import _slice_rate_notches
 from lfpbold.plugins.spectral import notch_filter
 
@@ -256,6 +257,9 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
         and ``clean``: the channels' mean Welch power spectral density (V^2/Hz) before and after
         artifact removal, at the full rate (the quality figure of artifact removal); ``clean`` is taken before the
         notch filters, which run after decimation.
+    excluded : dict
+        ``{position in channels: reason}`` of the channels the combine method left out (empty
+        for a method that reports none; see :func:`lfpbold.plugins.contracts.combine_result`).
 
     Raises
     ------
@@ -266,7 +270,7 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
     Examples
     --------
     >>> from lfpbold.schemas.params import LFPParams  # doctest: +SKIP
-    >>> rate, combined, lags, per_channel, spectrum = clean_implant(
+    >>> rate, combined, lags, per_channel, spectrum, excluded = clean_implant(
     ...     "sub-01_ses-sedated01_task-rest_run-1_ecephys.nwb", series_path="acquisition/ElectricalSeries",
     ...     channels=range(16), sfreq=24414.0, slice_onsets=slices, params=LFPParams.default_params(),
     ...     n_jobs=2)  # doctest: +SKIP
@@ -318,10 +322,10 @@ def clean_implant(nwb_path, *, series_path, channels, sfreq, slice_onsets, param
             stack = _fill(pool.map(_clean_channel, *zip(*args, strict=True), [threads] * len(args)), len(channels))
 
     stack, spectrum = stack
-    combined, lags = combine(stack, rate, **combine_kw)
+    combined, lags, excluded = combine_result(combine(stack, rate, **combine_kw), len(channels))
     combined = np.asarray(combined, dtype=np.float32)
     kept = stack.astype(np.float32) if params.get("keep_channels") else None
-    return rate, combined, np.asarray(lags, dtype=int), kept, spectrum
+    return rate, combined, np.asarray(lags, dtype=int), kept, spectrum, excluded
 
 
 def _fill(results, n_channels: int) -> tuple[np.ndarray, dict]:

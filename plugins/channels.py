@@ -139,6 +139,9 @@ def phase_aligned_combine(
     lags : ndarray of shape (n_channels,), int
         Each channel's delay behind the reference in samples (0 for the reference): a positive
         lag means the channel lags the reference.
+    excluded : dict
+        ``{channel index: reason}`` of the channels left out (:func:`find_bad_channels`; empty
+        when ``exclude_bad`` is false), so that the pipeline can record which and why.
 
     References
     ----------
@@ -149,9 +152,9 @@ def phase_aligned_combine(
     >>> rng = np.random.default_rng(0)
     >>> source = rng.standard_normal(5000)
     >>> lfp = np.stack([source[10:4010], source[7:4007], source[12:4012]])
-    >>> combined, lags = phase_aligned_combine(lfp, 1000.0)
-    >>> lags - lags[0]
-    array([ 0,  3, -2])
+    >>> combined, lags, excluded = phase_aligned_combine(lfp, 1000.0)
+    >>> lags - lags[0], excluded
+    (array([ 0,  3, -2]), {})
     >>> bool(np.allclose(combined[5:-5], source[15 + lags[0] : 4005 + lags[0]]))
     True
     """
@@ -196,4 +199,4 @@ def phase_aligned_combine(
         lo, hi = max(0, -lag), min(n_times, n_times - lag)
         total[lo:hi] += lfp[c, lo + lag : hi + lag]
         count[lo:hi] += 1
-    return total / count, lags.astype(int)
+    return total / count, lags.astype(int), {int(c): str(r) for c, r in excluded.items()}

@@ -35,6 +35,7 @@ __all__ = [
     "check_method",
     "check_function",
     "check_all",
+    "combine_result",
     "LfpCleaning",
     "ChannelCombine",
     "BandPower",
@@ -113,9 +114,42 @@ class ChannelCombine(Protocol):
     lags : ndarray of shape (n_channels,), integer
         Samples each channel was shifted by before combining (all 0 when none is); positive
         means the channel lags the reference.
+    excluded : dict, optional third element
+        ``{channel index (row of lfp): reason}`` of the channels left out of the combination
+        (e.g. ``"flat"``, ``"noisy"``, ``"intermittent"``); ``CleanLFP.Channel`` records it. A
+        method that returns only ``(combined, lags)`` left no channel out.
     """
 
-    def __call__(self, lfp: np.ndarray, sfreq: float, /, **params: Any) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, lfp: np.ndarray, sfreq: float, /, **params: Any) -> tuple: ...
+
+
+def combine_result(out, n_channels: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(combined, lags, excluded)`` from what a ``channel_combine`` method returned.
+
+    Accepts the two-element ``(combined, lags)`` of methods that leave no channel out, and
+    checks that ``excluded`` names rows of the input with a text reason.
+
+    Examples
+    --------
+    >>> combine_result((np.zeros(3), np.zeros(2, int)), 2)[2]
+    {}
+    >>> combine_result((np.zeros(3), np.zeros(2, int), {1: "flat"}), 2)[2]
+    {1: 'flat'}
+    """
+    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+        got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise TypeError(f"channel_combine: expected a tuple (combined, lags[, excluded]); got {got}")
+    excluded = out[2] if len(out) == 3 else {}
+    if not isinstance(excluded, dict):
+        raise TypeError(f"channel_combine: excluded must be a dict {{channel: reason}}; got {type(excluded).__name__}")
+    clean = {}
+    for ch, reason in excluded.items():
+        if isinstance(ch, bool) or not isinstance(ch, (int, np.integer)) or not 0 <= int(ch) < n_channels:
+            raise ValueError(f"channel_combine: excluded names channel {ch!r}; expected a row 0..{n_channels - 1}")
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"channel_combine: excluded channel {ch}: the reason must be a non-empty string")
+        clean[int(ch)] = reason
+    return out[0], out[1], clean
 
 
 class BandPower(Protocol):
@@ -446,7 +480,15 @@ def _check_channel_combine(c: _Checker) -> None:
     source = _smooth_noise(rng, n + 20)
     lfp = np.stack([source[10 - d : 10 - d + n] for d in (0, 2, -3, 1)]) + 0.1 * rng.standard_normal((4, n))
     out = c.call("f(lfp, sfreq, **params)", (lfp, sfreq), {}, {"lfp": lfp})
-    combined, lags = c.unpack(out, ("combined", "lags"))
+    if isinstance(out, (tuple, list)) and len(out) == 3:  # (combined, lags, excluded)
+        combined, lags, _ = out
+        try:
+            combine_result(out, 4)
+        except (TypeError, ValueError) as err:
+            c.problems.append(str(err).removeprefix("channel_combine: "))
+            raise _Failed from None
+    else:
+        combined, lags = c.unpack(out, ("combined", "lags"))
     c.array(combined, "combined", (n,), "(n_times,)")
     c.array(lags, "lags", (4,), "(n_channels,)", kind="iu")
     c.expect(np.all(np.abs(lags) < n), f"lags: expected shifts shorter than the recording ({n} samples); got {lags}")

@@ -77,6 +77,7 @@ class CleanLFP(dj.Computed):
         -> acquisition.LFPRecording.Channel
         ---
         lag_samples : int32            # shift applied before combining
+        excluded_reason = null : varchar(32)  # why combining left the channel out (flat, noisy, ...); null if used
         signal = null : <blob@lfpbold> # float32 cleaned, decimated (kept when params keep_channels)
         """
 
@@ -110,7 +111,7 @@ class CleanLFP(dj.Computed):
             n_jobs=p.get("n_jobs", 1),
         )
 
-    def make_insert(self, key, rate, combined, lags, kept, spectrum):
+    def make_insert(self, key, rate, combined, lags, kept, spectrum, excluded):
         self.insert1(
             dict(
                 key,
@@ -126,7 +127,10 @@ class CleanLFP(dj.Computed):
         chans = (acquisition.LFPRecording.Channel & key).to_arrays("channel", order_by="channel")
         kept = kept if kept is not None else [None] * len(lags)
         rows = zip(chans, lags, kept, strict=True)
-        self.Channel.insert(dict(key, channel=int(c), lag_samples=int(lag), signal=sig) for c, lag, sig in rows)
+        self.Channel.insert(
+            dict(key, channel=int(c), lag_samples=int(lag), excluded_reason=excluded.get(i), signal=sig)
+            for i, (c, lag, sig) in enumerate(rows)
+        )
 
 
 @schema

@@ -116,7 +116,7 @@ def band_agreement(scans, cleaned_fractional):
     stack = np.stack(
         [decimate(notch_filter(ch, scan["sfreq"], freqs=freqs), q, ftype="fir", zero_phase=True) for ch in raw]
     )
-    reference, _ = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
+    reference, *_ = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
     assert rate == scan["sfreq"] / q == 1000.0
     assert combined.dtype == np.float32 and combined.shape == reference.shape
     bands = list(BANDS.values())
@@ -158,8 +158,8 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
     stack = np.stack(
         [notch_filter(decimate(ch, q, ftype="fir", zero_phase=True), scan["sfreq"] / q, freqs=notches) for ch in full]
     )
-    combined, lags = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
-    rate, got_combined, got_lags, per_channel, spectrum = cleaned
+    combined, lags, _ = phase_aligned_combine(stack, scan["sfreq"] / q, max_lag_s=0.005, fit_s=60.0)
+    rate, got_combined, got_lags, per_channel, spectrum, _ = cleaned
     assert rate == scan["sfreq"] / q
     np.testing.assert_array_equal(got_lags, lags)
     assert got_lags.dtype.kind == "i" and got_lags.shape == (len(scan["channels"]),)
@@ -178,7 +178,7 @@ def test_clean_implant_is_the_plugins_step_by_step(scans, cleaned):
 
 
 def test_two_workers_give_the_same_result(scans, cleaned):
-    rate, combined, lags, per_channel, spectrum = _run(scans[0], n_jobs=2)
+    rate, combined, lags, per_channel, spectrum, _ = _run(scans[0], n_jobs=2)
     assert rate == cleaned[0]
     np.testing.assert_array_equal(lags, cleaned[2])
     np.testing.assert_allclose(combined, cleaned[1], rtol=1e-6, atol=1e-12)
@@ -188,7 +188,7 @@ def test_two_workers_give_the_same_result(scans, cleaned):
 
 def test_keep_channels_false_returns_no_channel_signals(scans):
     params = STUDY_PARAMS | {"keep_channels": False, "lfp_cleaning": {"method": "none"}}
-    rate, combined, lags, per_channel, spectrum = _run(scans[1], params=params)
+    rate, combined, lags, per_channel, spectrum, _ = _run(scans[1], params=params)
     assert per_channel is None
     np.testing.assert_allclose(spectrum["clean"], spectrum["raw"], rtol=1e-6)  # nothing cleaned, nothing changed
     assert combined.shape == (

@@ -108,10 +108,10 @@ def _old_order(data, onsets, method, kw, q):
 def test_template_regression_at_the_paper_rate_agrees_with_the_old_order(monkeypatch, paper_rate_channels):
     data, onsets = paper_rate_channels
     q = int(TDT_RATE // 1000.0)
-    rate, combined, lags, per_channel, spectrum = _clean_in_memory(monkeypatch, data, onsets, STUDY_PARAMS)
+    rate, combined, lags, per_channel, spectrum, _ = _clean_in_memory(monkeypatch, data, onsets, STUDY_PARAMS)
     assert rate == TDT_RATE / q
     old_stack, _ = _old_order(data, onsets, template_regression, {"line_freq": 60.0, "notch_max_hz": 300.0}, q)
-    old_combined, old_lags = phase_aligned_combine(old_stack, rate, max_lag_s=0.005, fit_s=60.0)
+    old_combined, old_lags, _ = phase_aligned_combine(old_stack, rate, max_lag_s=0.005, fit_s=60.0)
     np.testing.assert_array_equal(lags, old_lags)
     for new, old in zip(per_channel, old_stack, strict=True):
         _assert_agree(new.astype(np.float64), old, rate, interior_rtol=2e-4, whole_rtol=1e-2)
@@ -140,7 +140,7 @@ def test_fractional_template_regression_follows_the_same_rule(monkeypatch, paper
         **STUDY_PARAMS,
         "lfp_cleaning": {**STUDY_PARAMS["lfp_cleaning"], "method": "fractional_template_regression"},
     }
-    rate, combined, _, per_channel, _ = _clean_in_memory(monkeypatch, data, onsets, params)
+    rate, combined, _, per_channel, _, _ = _clean_in_memory(monkeypatch, data, onsets, params)
     kw = {"line_freq": 60.0, "notch_max_hz": 300.0}
     old_stack, _ = _old_order(data, onsets, fractional_template_regression, kw, q)
     _assert_agree(per_channel[0].astype(np.float64), old_stack[0], rate, interior_rtol=2e-4, whole_rtol=1e-2)
@@ -152,12 +152,12 @@ def test_no_cleaning_notches_only_what_the_set_names(monkeypatch, paper_rate_cha
     q = int(TDT_RATE // 1000.0)
     # No notch keys: nothing but the decimation, exactly scipy.signal.decimate.
     params = {**STUDY_PARAMS, "lfp_cleaning": {"method": "none"}}
-    rate, _, _, per_channel, _ = _clean_in_memory(monkeypatch, data, onsets, params)
+    rate, _, _, per_channel, _, _ = _clean_in_memory(monkeypatch, data, onsets, params)
     expected = decimate(data[0].astype(np.float64), q, ftype="fir", zero_phase=True)
     np.testing.assert_allclose(per_channel[0], expected.astype(np.float32), rtol=1e-6, atol=1e-12)
     # Notch keys named: the old order would be the same notches at the full rate, then decimate.
     params = {**STUDY_PARAMS, "lfp_cleaning": {"method": "none", "line_freq": 60.0, "notch_slice_rate": True}}
-    rate, _, _, per_channel, _ = _clean_in_memory(monkeypatch, data, onsets, params)
+    rate, _, _, per_channel, _, _ = _clean_in_memory(monkeypatch, data, onsets, params)
     freqs = _notch_freqs(60.0, 20.0, 300.0)
     old = decimate(notch_filter(data[0], TDT_RATE, freqs=freqs), q, ftype="fir", zero_phase=True)
     _assert_agree(per_channel[0].astype(np.float64), old, rate, interior_rtol=2e-4, whole_rtol=2e-2)
@@ -205,15 +205,15 @@ def test_clean_implant_on_a_simulated_scan_agrees_with_the_old_order(tmp_path):
         slices = f["events/scanner_slices/timestamp"][:]
         channels = list(range(f[SERIES]["data"].shape[1]))
     kw = dict(series_path=SERIES, channels=channels, sfreq=sfreq, slice_onsets=slices, params=STUDY_PARAMS)
-    rate, combined, lags, per_channel, _ = clean_implant(nwb, **kw)
+    rate, combined, lags, per_channel, _, _ = clean_implant(nwb, **kw)
     q = int(sfreq // 1000.0)
     raw = read_lfp(nwb, series_path=SERIES, channels=channels).astype(np.float64)
     full = [template_regression(ch, sfreq, slice_onsets=slices, line_freq=60.0, notch_max_hz=300.0) for ch in raw]
     old_stack = np.stack([decimate(ch, q, ftype="fir", zero_phase=True) for ch in full])
-    old_combined, old_lags = phase_aligned_combine(old_stack, rate, max_lag_s=0.005, fit_s=60.0)
+    old_combined, old_lags, _ = phase_aligned_combine(old_stack, rate, max_lag_s=0.005, fit_s=60.0)
     np.testing.assert_array_equal(lags, old_lags)
     _assert_agree(combined.astype(np.float64), old_combined, rate, interior_rtol=2e-4, whole_rtol=1e-2)
     # The private switch kept for the benchmark is the old order itself.
-    _, old_path, _, old_path_channels, _ = clean_implant(nwb, **kw, _old_order=True)
+    _, old_path, _, old_path_channels, *_ = clean_implant(nwb, **kw, _old_order=True)
     np.testing.assert_allclose(old_path, old_combined.astype(np.float32), rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(old_path_channels, old_stack.astype(np.float32), rtol=1e-6, atol=1e-12)

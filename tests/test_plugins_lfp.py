@@ -263,7 +263,8 @@ def test_phase_aligned_combine_recovers_known_lags():
     true = np.array([0, 3, -4, 7, -9, 2])  # samples each channel lags the source by
     lfp = np.stack([source[pad - d : pad - d + n] for d in true])
     lfp += 0.3 * rng.standard_normal(lfp.shape)
-    combined, lags = phase_aligned_combine(lfp, sfreq, fit_s=10.0)
+    combined, lags, excluded = phase_aligned_combine(lfp, sfreq, fit_s=10.0)
+    assert excluded == {}
     ref = np.flatnonzero(lags == 0)
     assert ref.size >= 1
     np.testing.assert_array_equal(lags - lags[0], true - true[0])
@@ -354,7 +355,8 @@ def test_bad_channels_found_on_simulated_contacts():
         x = LfpStream(lat, "small", 7, artifact=False, bad_channels=bad).read(0, 690_000).T.astype(float)
         x = np.stack([decimate(c, 2, ftype="fir", zero_phase=True) for c in x])
         assert find_bad_channels(x, 1000.0) == bad
-        combined, lags = phase_aligned_combine(x, 1000.0)
+        combined, lags, excluded = phase_aligned_combine(x, 1000.0)
+        assert excluded == bad
         good = [c for c in range(4) if c not in bad]
         assert all(lags[c] == 0 for c in bad)
         aligned = np.mean([np.roll(x[c], -lags[c]) for c in good], axis=0)

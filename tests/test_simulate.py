@@ -24,6 +24,7 @@ from lfpbold.simulate import (
     simulate_motion,
     simulate_study,
 )
+from lfpbold.simulate.lfp import BAND_TRANSITION, band_fir
 
 pynwb = pytest.importorskip("pynwb")
 
@@ -286,8 +287,19 @@ def test_ground_truth(study):
             assert imp["expected_observed_temporal_r"] == pytest.approx(
                 truth["expected_observed_temporal_r"][scan["state"]]
             )
+            after = imp["expected_after_preprocessing_r"]
+            assert set(after) == set(CLASSIC_BANDS) and all(-1 < v < 1 for v in after.values())
+            # the study's nuisance regression (global signal) only lowers gamma's r at 300 volumes
+            assert 0.15 < after["gamma"] < imp["expected_observed_temporal_r"]
         seeds.add(scan["seed"])
     assert len(seeds) == 4
+    assert "computed" in truth["expected_after_preprocessing_method"]
+    for state, by_band in truth["expected_after_preprocessing_r"].items():
+        scans = [s for s in truth["scans"] if s["state"] == state]
+        kept = [s for s in scans if not s["excluded_expected"]] or scans
+        for band, value in by_band.items():
+            per_scan = [i["expected_after_preprocessing_r"][band] for s in kept for i in s["implants"]]
+            assert value == pytest.approx(np.mean(per_scan))
     assert {(s["session"], s["state"]) for s in truth["scans"]} == {("sedated01", "sedated"), ("awake01", "awake")}
 
 
@@ -440,6 +452,20 @@ def test_lfp_band_power_follows_the_drives(tiny):
     assert np.corrcoef(reg["gamma"], true_gamma)[0, 1] > 0.9
     assert np.corrcoef(reg["delta"], m1["g"])[0, 1] < -0.1
     assert np.corrcoef(reg["gamma"], m1["s"])[0, 1] > 0.3
+
+
+def test_bands_do_not_leak_into_each_other():
+    """Each band's generating filter keeps its power inside the band: ~60 dB down outside it,
+    flat in its middle (a third-order Butterworth leaked several percent into the next band)."""
+    for fs in (SMALL.fs, SIZES["paper"].fs):
+        for band, (lo, hi) in CLASSIC_BANDS.items():
+            h = band_fir((lo, hi), fs)
+            f = np.concatenate([np.linspace(0.05, lo, 200), np.linspace(hi, 300.0, 400)])
+            _, out = signal.freqz(h, worN=f, fs=fs)
+            assert 20 * np.log10(np.abs(out).max()) < -58.0, (fs, band)  # Kaiser design: 60 dB within its ripple
+            width = (hi - lo) * BAND_TRANSITION
+            _, mid = signal.freqz(h, worN=np.linspace(lo + width, hi - width, 50), fs=fs)
+            assert np.allclose(np.abs(mid), 1.0, atol=2e-3), (fs, band)
 
 
 def test_per_state_truths(tmp_path):

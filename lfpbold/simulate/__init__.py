@@ -19,8 +19,8 @@ Generative model (one scan, one implant region R; ``c`` = true temporal r, ``C``
   what the pipeline correlates) the noise has SD = SD(signal) / C and the signal's spectrum: a
   spatially coherent local part ``e`` (the region's pattern near the tip) and an independent
   per-voxel part of SD ``Size.voxel_noise / C`` (capped at ``Size.voxel_noise_share`` of the ROI-mean
-  noise variance). The per-voxel part sets how noisy each scan's correlation maps are; at paper
-  size it is calibrated so that the CNR the study estimated from its maps (group-mean vs
+  noise variance). The per-voxel part sets how noisy each scan's correlation maps are; at each
+  size it is calibrated (``benchmarks/cnr_check.py``) so that the CNR the study estimated from its maps (group-mean vs
   scan-wise spatial r, :func:`lfpbold.plugins.noise_ceiling.estimate_cnr`) comes out at ``C``, i.e.
   one CNR governs both the time courses and the maps, as the study's noise-ceiling inference
   assumes. Outside the 0.01-0.1 Hz band:
@@ -29,8 +29,13 @@ Generative model (one scan, one implant region R; ``c`` = true temporal r, ``C``
   motion-correlated signal at the brain edge, and a linear scanner drift.
 * The observed per-scan r between HRF-convolved gamma power and the ROI-mean BOLD is then
   ``c * C**2 / (1 + C**2)`` on average (0.59 at C = 1.3 gives 0.37, as the study reports); lower
-  bands give ``-k_b * c * C / sqrt(1 + C**2)``. Spectral-estimation noise of a 1-s spectrogram
-  lowers the observed gamma value by about 1-2 % (more for delta/theta, whose bands are narrow).
+  bands give ``-k_b * c * C / sqrt(1 + C**2)`` (the raw attenuation formula). What the study
+  observes is lower: its nuisance regression (the global signal carries the networks) and the 1 s
+  spectrogram's estimation noise (1-2 % for gamma; delta/theta power is tracked at r ~0.6-0.8,
+  their bands being narrow). :mod:`~lfpbold.simulate.expected` computes that honest expected
+  value per scan, implant and band (``expected_after_preprocessing_r`` in ``ground_truth.json``).
+* Band oscillations are band-limited noise from sharp FIR band-passes whose transitions lie inside
+  each band (:func:`~lfpbold.simulate.lfp.band_fir`), so bands do not leak into one another.
 
 Geometry: coronal EPI slices; array axes (i, j, k) = (ML, DV, AP); world coordinates RAS-like in
 mm from bregma (x = ML, right positive; y = AP; z = DV, from the skull surface). The brain is an

@@ -44,6 +44,9 @@ __all__ = [
     "COHERENCE_LENGTH_MM",
     "BAD_CHANNEL_RATE",
     "BAD_KINDS",
+    "BAND_TRANSITION",
+    "BAND_STOP_DB",
+    "band_fir",
     "LfpStream",
 ]
 
@@ -56,6 +59,36 @@ BAD_CHANNEL_RATE = 0.08
 BAD_KINDS = ("flat", "noisy", "intermittent")
 NOISY_RMS = 40e-6
 BURST_RMS = 400e-6
+
+
+#: Transition width of each band's generating filter, as a fraction of the band's width.
+BAND_TRANSITION = 1.0 / 6.0
+#: Stop-band attenuation (dB) of the bands' generating filters.
+BAND_STOP_DB = 60.0
+
+
+def band_fir(band, fs: float) -> np.ndarray:
+    """Linear-phase FIR band-pass (Kaiser window) that generates one band's oscillation.
+
+    The transitions (:data:`BAND_TRANSITION` of the band's width each, at least
+    :data:`BAND_STOP_DB` down outside them) lie inside the band ``(lo, hi)``: the oscillation has
+    no power outside its band, so a band's power as a 1 s spectrogram measures it is not mixed
+    with its neighbours' beyond the spectrogram's own window leakage (a third-order Butterworth
+    leaks several percent of each band's power into the next).
+
+    Examples
+    --------
+    >>> h = band_fir((1.0, 4.0), 2000.0)
+    >>> from scipy.signal import freqz
+    >>> f, resp = freqz(h, worN=[0.5, 0.99, 2.5, 4.01, 5.0], fs=2000.0)
+    >>> (20 * np.log10(np.abs(resp))).round(0).tolist()  # in band ~0 dB, at and beyond its edges < -60 dB
+    [-70.0, -76.0, -0.0, -73.0, -76.0]
+    """
+    lo, hi = band
+    width = (hi - lo) * BAND_TRANSITION
+    numtaps, beta = signal.kaiserord(BAND_STOP_DB, width / (0.5 * fs))
+    numtaps |= 1  # odd: a type I filter, integer group delay
+    return signal.firwin(numtaps, [lo + width / 2, hi - width / 2], window=("kaiser", beta), pass_zero=False, fs=fs)
 
 
 def _impulse_variance(sos, n):
@@ -130,13 +163,16 @@ class LfpStream:
                 n_b = int(setup.integers(2, 7))
                 starts = setup.uniform(0, self.size.duration_s - 10, n_b)
                 self.bursts[ch] = [(int(s * fs), int((s + setup.uniform(2, 10)) * fs)) for s in np.sort(starts)]
-        self.sos = {b: signal.butter(3, lim, btype="bandpass", fs=fs, output="sos") for b, lim in CLASSIC_BANDS.items()}
-        self.sos["background"] = signal.butter(1, 1.0, btype="lowpass", fs=fs, output="sos")
-        n_imp = int(20 * fs)
-        self.scale = {b: 1.0 / math.sqrt(_impulse_variance(s, n_imp)) for b, s in self.sos.items()}
+        # Bands: sharp linear-phase FIR band-passes whose whole transition lies inside the band
+        # (band_fir), so no band's oscillation reaches into another; the 1/f^2 background is
+        # broadband by nature (first-order low-pass).
+        self.fir = {b: band_fir(lim, fs) for b, lim in CLASSIC_BANDS.items()}
+        self.sos = {"background": signal.butter(1, 1.0, btype="lowpass", fs=fs, output="sos")}
+        self.scale = {"background": 1.0 / math.sqrt(_impulse_variance(self.sos["background"], int(20 * fs)))}
+        self.scale |= {b: 1.0 / math.sqrt(float(np.sum(h**2))) for b, h in self.fir.items()}
         depth = np.arange(nch) * self.size.contact_spacing_um / 1000.0
         dist = np.abs(depth[:, None] - depth[None, :])
-        self.mixing = {b: np.linalg.cholesky(np.exp(-dist / COHERENCE_LENGTH_MM[b])) for b in self.sos}
+        self.mixing = {b: np.linalg.cholesky(np.exp(-dist / COHERENCE_LENGTH_MM[b])) for b in self.scale}
         times = latents["power_times"]
         self.env = {
             r: CubicSpline(times, np.sqrt(np.stack([lat["power"][b] for b in CLASSIC_BANDS], axis=1)))
@@ -167,6 +203,7 @@ class LfpStream:
         self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 4, 1]))
         nch = self.size.n_channels
         self._zi = {r: {b: np.zeros((s.shape[0], nch, 2)) for b, s in self.sos.items()} for r in self.regions}
+        self._fir_tail = {r: {b: np.zeros((nch, h.size - 1)) for b, h in self.fir.items()} for r in self.regions}
         self._tail = {r: np.zeros((nch, 4)) for r in self.regions}
         self._pos = 0
         self._blocks = []  # (start, array)
@@ -182,9 +219,15 @@ class LfpStream:
         for ri, r in enumerate(self.regions):
             env = self.env[r](t)
             local = np.zeros((nch, n))
-            for b, sos in self.sos.items():
+            for b in (*CLASSIC_BANDS, "background"):
                 white = self._rng.standard_normal((nch, n))
-                y, self._zi[r][b] = signal.sosfilt(sos, white, axis=-1, zi=self._zi[r][b])
+                if b == "background":
+                    y, self._zi[r][b] = signal.sosfilt(self.sos[b], white, axis=-1, zi=self._zi[r][b])
+                else:  # streamed FIR: overlap-add, the convolution's tail carried into the next block
+                    h = self.fir[b]
+                    full = signal.oaconvolve(white, h[None, :], axes=-1)
+                    full[:, : h.size - 1] += self._fir_tail[r][b]
+                    y, self._fir_tail[r][b] = full[:, :n], full[:, n:]
                 y = self.mixing[b] @ y
                 y *= self.scale[b]
                 if b == "background":

@@ -22,7 +22,9 @@ from lfpbold.plugins.bold import fd_screening, framewise_displacement
 from lfpbold.plugins.hrf import RODENT_P
 from lfpbold.simulate.anatomy import Atlas, build_atlas
 from lfpbold.simulate.artifacts import ARTIFACT_TO_LFP_RMS
-from lfpbold.simulate.lfp import LfpStream
+from lfpbold.simulate.expected import METHOD as EXPECTED_METHOD
+from lfpbold.simulate.expected import expected_after_preprocessing
+from lfpbold.simulate.lfp import BAND_STOP_DB, BAND_TRANSITION, LfpStream
 from lfpbold.simulate.signals import (
     BAND_COUPLING,
     BAND_RMS,
@@ -140,6 +142,17 @@ def _expected_r(true_temporal_r, cnr) -> dict:
     }
 
 
+def _cohort_expected(truth_scans: list, states) -> dict:
+    """``{state: {band: mean expected r after preprocessing}}`` over kept scans and their implants."""
+    out = {}
+    for state in states:
+        scans = [s for s in truth_scans if s["state"] == state]
+        kept = [s for s in scans if not s["excluded_expected"]] or scans
+        values = [imp["expected_after_preprocessing_r"] for s in kept for imp in s["implants"]]
+        out[state] = {b: float(np.mean([v[b] for v in values])) for b in CLASSIC_BANDS}
+    return out
+
+
 def _implant_truth(region: str, atlas: Atlas, true_temporal_r, cnr) -> dict:
     """What the analysis of one implant should recover; the same in every scan of the study."""
     imp = atlas.implants[region]
@@ -181,6 +194,9 @@ def _model_truth(sz: Size, atlas: Atlas, artifact: bool) -> dict:
         "band_coupling": BAND_COUPLING,
         "power_depth": POWER_DEPTH,
         "band_rms_v": BAND_RMS,
+        # Each band: white noise through a Kaiser-window linear-phase FIR band-pass whose
+        # transitions (this fraction of the band's width) lie inside the band.
+        "band_filter": {"design": "kaiser_fir", "transition_fraction": BAND_TRANSITION, "stop_db": BAND_STOP_DB},
         "lfp": {
             "fs": sz.fs,
             "channels_per_implant": sz.n_channels,
@@ -379,6 +395,7 @@ def simulate_study(
                     mot = simulate_motion(sseed, state, sz.n_volumes) if motion else np.zeros((sz.n_volumes, 6))
                     bold = simulate_bold(atlas, lat, mot, sseed, cnr=cnr_s)
                     write_nifti(func / f"{stem}_bold.nii.gz", bold, atlas, t_r=sz.t_r)
+                    after = expected_after_preprocessing(atlas, lat, mot, bold, state=state, cnr=cnr_s, scan_seed=sseed)
                     del bold
                     fd = framewise_displacement(mot, radius_mm=_fd_rule()["head_radius_mm"])
                     write_confounds(confounds / f"{stem}_desc-confounds_timeseries.tsv", mot, fd)
@@ -411,7 +428,11 @@ def simulate_study(
                             "true_temporal_r": c,
                             "cnr": cnr_s,
                             "implants": [
-                                implants_truth[state][r] | {"bad_channels": _bad_truth(stream, ri, sz.n_channels)}
+                                implants_truth[state][r]
+                                | {
+                                    "expected_after_preprocessing_r": after[r],
+                                    "bad_channels": _bad_truth(stream, ri, sz.n_channels),
+                                }
                                 for ri, r in enumerate(regions)
                             ],
                             "artifact": artifact,
@@ -454,6 +475,9 @@ def simulate_study(
                 key: {state: _expected_r(true_r[state], cnrs[state])[key] for state in states}
                 for key in ("expected_observed_temporal_r", "expected_observed_temporal_r_by_band")
             },
+            # Cohort mean over the scans the FD screening keeps (all scans if it keeps none) and implants.
+            "expected_after_preprocessing_r": _cohort_expected(truth_scans, states),
+            "expected_after_preprocessing_method": EXPECTED_METHOD,
             "model": _model_truth(sz, atlas, artifact),
             "scans": truth_scans,
         },
