@@ -146,6 +146,7 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the simulated study")
     parser.add_argument("--n-jobs", default="1,2", help="comma-separated n_jobs values for clean_implant")
     parser.add_argument("--skip-bold", action="store_true")
+    parser.add_argument("--method", help="LFP cleaning method instead of the study's default")
     parser.add_argument(
         "--orders", default="new", help="comma-separated: new (today's order), old (full-rate notches, then decimate)"
     )
@@ -200,12 +201,12 @@ def main(argv=None):
         line("sequential HDF5 read, cold (fadvise)", f"{cold:.1f} s  {size_mb / cold:.0f} MB/s")
         line("sequential HDF5 read, warm (page cache)", f"{warm:.1f} s  {size_mb / warm:.0f} MB/s")
 
-        params = {
-            "lfp_cleaning": {"method": "template_regression", "line_freq": 60.0, "notch_max_hz": 300.0},
-            "channel_combine": {"method": "phase_aligned", "max_lag_s": 0.005, "fit_s": 60.0},
-            "output_rate_hz": 1000.0,
-            "keep_channels": True,
-        }  # LFPParams set 0, the study's
+        from lfpbold.schemas.params import LFPParams
+
+        params = LFPParams.default_params()  # the study's set
+        if args.method:
+            params["lfp_cleaning"]["method"] = args.method
+        print(f"  cleaning method: {params['lfp_cleaning']['method']}")
         n_total = n_channels
         if args.channels:
             n_channels = min(n_channels, args.channels)
