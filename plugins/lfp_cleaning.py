@@ -451,10 +451,7 @@ def fractional_template_regression(
     sfreq = check_sfreq(sfreq)
     n = lfp.size
     onsets = _check_onsets(slice_onsets, sfreq, n)
-    if not isinstance(obs_components, (int, np.integer)) or obs_components < 0:
-        raise ValueError(f"obs_components must be a non-negative integer; got {obs_components!r}")
-    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer; got {iterations!r}")
+    _check_counts(obs_components, iterations)
     starts = np.round(onsets * sfreq).astype(np.int64)
     # Segments end before the next trigger (gaps between volumes are left to the notches).
     length = int(np.percentile(np.diff(starts), 1))
@@ -733,10 +730,7 @@ def subsample_template_regression(
     sfreq = check_sfreq(sfreq)
     n = lfp.size
     onsets = _check_onsets(slice_onsets, sfreq, n)
-    if not isinstance(obs_components, (int, np.integer)) or obs_components < 0:
-        raise ValueError(f"obs_components must be a non-negative integer; got {obs_components!r}")
-    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer; got {iterations!r}")
+    _check_counts(obs_components, iterations)
     if not isinstance(whiten, (int, np.integer)) or not 0 <= whiten <= 3:
         raise ValueError(f"whiten must be 0, 1, 2 or 3 (differences before the fit); got {whiten!r}")
     starts = np.round(onsets * sfreq).astype(np.int64)
@@ -956,6 +950,14 @@ def subsample_template_regression(
         for i, (a, v) in enumerate(zip(starts[sl].tolist(), valid[sl].tolist(), strict=True)):
             x[a : a + v] -= artifact[i, :v]
     return notched(x)
+
+
+def _check_counts(obs_components, iterations) -> None:
+    """The counts the two fractional-delay methods take."""
+    if not isinstance(obs_components, (int, np.integer)) or obs_components < 0:
+        raise ValueError(f"obs_components must be a non-negative integer; got {obs_components!r}")
+    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer; got {iterations!r}")
 
 
 def scipy_fft_len(n: int) -> int:
