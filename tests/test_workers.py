@@ -414,7 +414,7 @@ def _assert_same(a, b, where="rows"):
 
 
 @pytest.mark.parametrize("server", list(SERVERS))
-def test_kill_9_mid_make_then_another_worker_finishes(server, tiny_study, lfpbold_home):
+def test_kill_9_mid_make_then_another_worker_finishes(server, tiny_study, lfpbold_home, tmp_path):
     from lfpbold.pipeline import computed_tables, ingest_study, populate
     from lfpbold.schemas import analysis
     from lfpbold.workers import one_blas_thread
@@ -431,11 +431,26 @@ def test_kill_9_mid_make_then_another_worker_finishes(server, tiny_study, lfpbol
 
         connect_backend(server, lfpbold_home, prefix)
         ingest_study(tiny_study)
+        # The first worker's CleanLFP computation starts with a 5 s pause (a sitecustomize on its
+        # path wraps clean_implant), so the kill lands inside the make whatever the machine's speed:
+        # the make itself takes 0.4 s here, and a kill 1 s after the reservation once came too late.
+        slow = tmp_path / "slow_make"
+        slow.mkdir()
+        (slow / "sitecustomize.py").write_text(
+            "import time\nimport lfpbold.lfp as _lfp\n_clean = _lfp.clean_implant\n\n\n"
+            "def _slow(*args, **kwargs):\n    time.sleep(5.0)\n    return _clean(*args, **kwargs)\n\n\n"
+            "_lfp.clean_implant = _slow\n"
+        )
+        slow_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(slow), env.get("PYTHONPATH")]))}
         first = subprocess.Popen(
-            [LFPBOLD, "worker", "--poll", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [LFPBOLD, "worker", "--poll", "0.5"],
+            env=slow_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         job = _wait_reserved(analysis.CleanLFP, first)
-        time.sleep(1.0)  # inside CleanLFP's make (several seconds at this size)
+        time.sleep(1.0)  # inside CleanLFP's make: its computation is paused for 5 s
         first.send_signal(signal.SIGKILL)
         first.wait()
         key = {k: job[k] for k in analysis.CleanLFP.jobs.primary_key}
