@@ -21,7 +21,6 @@ shared, so absolute times vary between runs; the ratios come from one run.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -29,18 +28,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from _cache import drop_cache  # beside this script
 
 from lfpbold.ingest.checksum import sha256
 from lfpbold.ingest.nifti import check_bold_samples
-
-
-def drop_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def timed(fn, path, cold: bool) -> float:

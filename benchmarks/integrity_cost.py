@@ -27,20 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _drop_cache(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+from _cache import drop_cache  # beside this script
 
 
 def _median(fn, repeat: int, cold=None) -> float:
     times = []
     for _ in range(repeat):
         if cold is not None:
-            _drop_cache(cold)
+            drop_cache(cold)
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from _cache import drop_cache  # beside this script
 
 SERIES = "acquisition/ElectricalSeries"
 
@@ -103,15 +104,6 @@ def cpu_s():
     """User + system CPU seconds of this process and its finished (waited-for) children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def drop_cache(path: Path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def read_hdf5(path: Path, block_s: float = 10.0) -> float:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _cache import drop_cache  # beside this script
 
 N_CH = 16
 RATE = 24414.0
@@ -65,15 +66,6 @@ def write(path: Path, mb: int, layout: str) -> None:
     nwb.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=wrapped, electrodes=region, rate=RATE))
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
-
-
-def drop_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def median(fn, path: Path, repeat: int, cold: bool) -> tuple[float, float]:

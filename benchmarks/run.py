@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from _cache import drop_cache  # beside this script
 
 HERE = Path(__file__).resolve().parent
 LFPBOLD = [sys.executable, "-m", "lfpbold.cli"]
@@ -122,15 +123,6 @@ class Run:
             tail = "\n".join(line for _, line in self.lines[-30:])
             raise RuntimeError(f"{' '.join(self.cmd)} exited {proc.returncode}:\n{tail}")
         return self
-
-
-def drop_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def read_floor(study: Path) -> tuple[float, int]:
