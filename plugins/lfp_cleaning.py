@@ -452,27 +452,12 @@ def fractional_template_regression(
     n = lfp.size
     onsets = _check_onsets(slice_onsets, sfreq, n)
     _check_counts(obs_components, iterations)
-    starts = np.round(onsets * sfreq).astype(np.int64)
-    # Segments end before the next trigger (gaps between volumes are left to the notches).
-    length = int(np.percentile(np.diff(starts), 1))
-    if length < 8:
-        raise ValueError(f"The slice interval spans fewer than 8 samples at {sfreq:g} Hz")
-    interval = float(np.median(np.diff(onsets)))
-    x = np.array(lfp, dtype=np.float64)  # the output
-    freqs = _slice_rate_notches(line_freq, notch_max_hz, 1.0 / interval if notch_slice_rate else None, sfreq)
-
-    def notched(y):
-        return notch_filter(y, sfreq, freqs=freqs, out=y) if freqs.size else y
-
-    starts = starts[starts + length <= n]
+    x, starts, length, interval, view, notched, present = _slice_segments(
+        lfp, sfreq, onsets, line_freq, notch_max_hz, notch_slice_rate, min_reliability
+    )
+    if not present:
+        return notched(x)
     n_seg = starts.size
-    view = np.lib.stride_tricks.sliding_window_view(x, length)
-
-    if min_reliability is not None:
-        a, b = np.diff(view[starts[0::2]].mean(axis=0)), np.diff(view[starts[1::2]].mean(axis=0))
-        reliability = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
-        if reliability < min_reliability:
-            return notched(x)
 
     # Fractional shifts are done on segments widened by a margin on each side and tapered there
     # (a raised cosine), so that the cut ends do not ring into the segment (Gibbs); the central
@@ -733,26 +718,12 @@ def subsample_template_regression(
     _check_counts(obs_components, iterations)
     if not isinstance(whiten, (int, np.integer)) or not 0 <= whiten <= 3:
         raise ValueError(f"whiten must be 0, 1, 2 or 3 (differences before the fit); got {whiten!r}")
-    starts = np.round(onsets * sfreq).astype(np.int64)
-    length = int(np.percentile(np.diff(starts), 1))
-    if length < 8:
-        raise ValueError(f"The slice interval spans fewer than 8 samples at {sfreq:g} Hz")
-    interval = float(np.median(np.diff(onsets)))
-    x = np.array(lfp, dtype=np.float64)  # the output
-    freqs = _slice_rate_notches(line_freq, notch_max_hz, 1.0 / interval if notch_slice_rate else None, sfreq)
-
-    def notched(y):
-        return notch_filter(y, sfreq, freqs=freqs, out=y) if freqs.size else y
-
-    starts = starts[starts + length <= n]
+    x, starts, length, interval, view, notched, present = _slice_segments(
+        lfp, sfreq, onsets, line_freq, notch_max_hz, notch_slice_rate, min_reliability
+    )
+    if not present:
+        return notched(x)
     n_seg = starts.size
-    view = np.lib.stride_tricks.sliding_window_view(x, length)
-
-    if min_reliability is not None:
-        a, b = np.diff(view[starts[0::2]].mean(axis=0)), np.diff(view[starts[1::2]].mean(axis=0))
-        reliability = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
-        if reliability < min_reliability:
-            return notched(x)
 
     # Segments widened by a tapered margin for the frequency-domain shifts (no ringing of cut
     # ends into the segment); the central ``length`` samples are what is fitted.
@@ -950,6 +921,34 @@ def subsample_template_regression(
         for i, (a, v) in enumerate(zip(starts[sl].tolist(), valid[sl].tolist(), strict=True)):
             x[a : a + v] -= artifact[i, :v]
     return notched(x)
+
+
+def _slice_segments(lfp, sfreq, onsets, line_freq, notch_max_hz, notch_slice_rate, min_reliability):
+    """What the two fractional-delay methods start from: the output copy ``x``, the slice segments
+    (``starts``, ``length`` samples each, ending before the next trigger: gaps between volumes are
+    left to the notches), the median slice ``interval`` (s), a sliding ``view`` of ``x``, the
+    notch step ``notched``, and whether the split-half reliability check finds an artifact at all
+    (``present``)."""
+    n = lfp.size
+    starts = np.round(onsets * sfreq).astype(np.int64)
+    length = int(np.percentile(np.diff(starts), 1))
+    if length < 8:
+        raise ValueError(f"The slice interval spans fewer than 8 samples at {sfreq:g} Hz")
+    interval = float(np.median(np.diff(onsets)))
+    x = np.array(lfp, dtype=np.float64)  # the output
+    freqs = _slice_rate_notches(line_freq, notch_max_hz, 1.0 / interval if notch_slice_rate else None, sfreq)
+
+    def notched(y):
+        return notch_filter(y, sfreq, freqs=freqs, out=y) if freqs.size else y
+
+    starts = starts[starts + length <= n]
+    view = np.lib.stride_tricks.sliding_window_view(x, length)
+    present = True
+    if min_reliability is not None:
+        a, b = np.diff(view[starts[0::2]].mean(axis=0)), np.diff(view[starts[1::2]].mean(axis=0))
+        reliability = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
+        present = reliability >= min_reliability
+    return x, starts, length, interval, view, notched, present
 
 
 def _check_counts(obs_components, iterations) -> None:
