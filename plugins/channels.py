@@ -23,7 +23,9 @@ def find_bad_channels(
     * ``intermittent``: at least two 1-s windows whose RMS exceeds ``burst_ratio`` times the
       channel's own median window RMS (a loose connector);
     * ``noisy``: RMS of the first difference (broadband, high-frequency weighted) above
-      ``noisy_ratio`` times the median channel's (a high-impedance contact).
+      ``noisy_ratio`` times that of the median channel of the quieter half (a high-impedance
+      contact). The quieter half, not all channels: with half of a 4-contact probe noisy, the
+      median of all four would sit between a noisy and a clean contact and hide both.
 
     At least half of the channels are always kept (the most typical by the same measures), so a
     probe never loses its signal to the rules.
@@ -58,7 +60,8 @@ def find_bad_channels(
     win = max(1, int(round(sfreq)))
     n_win = x.shape[1] // win
     bad = {}
-    ref_rms, ref_hf = np.median(rms), np.median(hf)
+    ref_rms = np.median(rms)
+    ref_hf = np.median(np.sort(hf)[: max(1, (n_ch + 1) // 2)])
     for c in range(n_ch):
         if rms[c] <= flat_ratio * ref_rms:
             bad[c] = "flat"

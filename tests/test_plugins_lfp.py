@@ -351,7 +351,7 @@ def test_bad_channels_found_on_simulated_contacts():
     from lfpbold.simulate import LfpStream, simulate_latents
 
     lat = simulate_latents(7, regions=("M1",))
-    for bad in ({1: "flat"}, {2: "noisy"}, {0: "intermittent"}, {}):
+    for bad in ({1: "flat"}, {2: "noisy"}, {0: "intermittent"}, {0: "noisy", 3: "noisy"}, {}):
         x = LfpStream(lat, "small", 7, artifact=False, bad_channels=bad).read(0, 690_000).T.astype(float)
         x = np.stack([decimate(c, 2, ftype="fir", zero_phase=True) for c in x])
         assert find_bad_channels(x, 1000.0) == bad
