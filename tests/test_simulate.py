@@ -289,10 +289,14 @@ def test_ground_truth(study):
             )
             after = imp["expected_after_preprocessing_r"]
             assert set(after) == set(CLASSIC_BANDS) and all(-1 < v < 1 for v in after.values())
-            # the study's nuisance regression (global signal) only lowers gamma's r at 300 volumes
-            assert 0.15 < after["gamma"] < imp["expected_observed_temporal_r"]
+            # the study's nuisance regression only lowers gamma's r at 300 volumes (one scan's value
+            # scatters with its own LFP draw; the mean below is tighter)
+            assert 0.05 < after["gamma"] < imp["expected_observed_temporal_r"]
         seeds.add(scan["seed"])
     assert len(seeds) == 4
+    # about 13 % below the formula on average (the regression's degrees of freedom), not 25 %
+    gamma = [i["expected_after_preprocessing_r"]["gamma"] for s in truth["scans"] for i in s["implants"]]
+    assert 0.78 < np.mean(gamma) / truth["expected_observed_temporal_r"]["sedated"] < 0.97, gamma
     assert "computed" in truth["expected_after_preprocessing_method"]
     for state, by_band in truth["expected_after_preprocessing_r"].items():
         scans = [s for s in truth["scans"] if s["state"] == state]

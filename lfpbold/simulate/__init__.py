@@ -30,7 +30,7 @@ Generative model (one scan, one implant region R; ``c`` = true temporal r, ``C``
 * The observed per-scan r between HRF-convolved gamma power and the ROI-mean BOLD is then
   ``c * C**2 / (1 + C**2)`` on average (0.59 at C = 1.3 gives 0.37, as the study reports); lower
   bands give ``-k_b * c * C / sqrt(1 + C**2)`` (the raw attenuation formula). What the study
-  observes is lower: its nuisance regression (the global signal carries the networks) and the 1 s
+  observes is lower: its nuisance regression (each regressor costs the BOLD a degree of freedom) and the 1 s
   spectrogram's estimation noise (1-2 % for gamma; delta/theta power is tracked at r ~0.6-0.8,
   their bands being narrow). :mod:`~lfpbold.simulate.expected` computes that honest expected
   value per scan, implant and band (``expected_after_preprocessing_r`` in ``ground_truth.json``).

@@ -3,9 +3,10 @@
 The raw attenuation formula (:func:`lfpbold.simulate.signals.expected_temporal_r`) ignores what
 the study does to the BOLD before correlating it: voxel-wise regression of the six motion
 parameters and the white-matter, ventricle and global signals, then a 0.01-0.1 Hz band-pass.
-The global signal carries the networks themselves, so the regression removes part of the
-network signal and not only noise: at 300 volumes the observed gamma r falls about 10 % below
-the formula, at 1,200 volumes about 2 %.
+Each regressor takes one of the few degrees of freedom the band leaves (about 54 at 300
+volumes), and the BOLD side loses the part of its signal that lies in them by chance: at 300
+volumes the observed gamma r falls about 13 % below the formula, at 1,200 volumes about 3 %
+(:func:`lfpbold.plugins.noise_ceiling.nuisance_retention`, which the noise ceiling divides by).
 
 :func:`expected_after_preprocessing` computes it by running signals through the study's
 preprocessing (the ``study`` method's cleaning step, :func:`lfpbold.plugins.bold._clean_blocks`,
