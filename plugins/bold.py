@@ -453,3 +453,11 @@ def preprocess_bold(
         confounds=confounds,
         sample_mask=sample_mask,
     )
+
+
+# How many nuisance series each method regresses out of the BOLD, given its parameters: the noise
+# ceiling corrects the observed r for what that regression takes
+# (:func:`lfpbold.plugins.noise_ceiling.nuisance_retention`). A lab's method may carry the same
+# attribute; without it no correction is made.
+bandpass_only.nuisance_regressors = lambda **params: 0
+preprocess_bold.nuisance_regressors = lambda global_signal=True, **params: 6 + 2 + bool(global_signal)

@@ -61,6 +61,26 @@ class Gathered:
     removal_maps: dict = field(default_factory=dict)  # key + (method,) -> map
     excluded: pd.DataFrame | None = None  # scan x implant rows left out by motion screening
     n_volumes: int = 0
+    nuisance: dict | None = None  # the BOLD method's nuisance regression (summarize_cohort's ``nuisance``)
+
+
+def nuisance_regression(combo: dict, scans) -> dict | None:
+    """What the combination's BOLD preprocessing regresses out, for the noise ceiling: the method's
+    ``nuisance_regressors`` (none if it does not say), its band-pass and the scans' median TR."""
+    from lfpbold.plugins import get_plugin
+
+    name, kw = params.method_and_kwargs(params.BoldParams.get_params(combo)["bold_preprocessing"], "bold_preprocessing")
+    counter = getattr(get_plugin("bold_preprocessing", name), "nuisance_regressors", None)
+    if counter is None or scans.empty:
+        return None
+    runs = scans[SCAN_KEY].drop_duplicates().to_dict("records")
+    t_r = (acquisition.FMRIRun & runs).to_arrays("t_r")
+    return {
+        "n_confounds": int(counter(**kw)),
+        "t_r": float(np.median(t_r)),
+        "high_pass": kw.get("high_pass", 0.01),
+        "low_pass": kw.get("low_pass", 0.1),
+    }
 
 
 def combination(key) -> dict:
@@ -198,10 +218,12 @@ def gather_sets(
         shared.excluded = excluded.to_pandas().reset_index().reindex(columns=[*SCAN_IMPLANT, "state"])
         n_kept = ((bold & {"excluded": False}) & selected).to_arrays("n_kept")
         shared.n_volumes = int(np.median(n_kept)) if len(n_kept) else 0
+        shared.nuisance = nuisance_regression(combo, scans)
     for g in out.values():
         for name in ("seed_maps", "spatial_r", "power_maps", "metrics", "computed", "shuffled", "lag_curves"):
             setattr(g, name, getattr(shared, name))
         g.removal_maps, g.excluded, g.n_volumes = shared.removal_maps, shared.excluded, shared.n_volumes
+        g.nuisance = shared.nuisance
     return out
 
 
@@ -228,6 +250,7 @@ def _summarize_group(rows: pd.DataFrame, data: Gathered, n_excluded: int):
     }
     removal = {m: [data.removal_maps.get(k + (m,)) for k in keys] for m in relation["removal"]["methods"]}
     return summarize_cohort(
+        nuisance=data.nuisance,
         subjects=rows["subject"].tolist(),
         seed_maps=np.stack([data.seed_maps[k] for k in keys]),
         bands=data.bands,
