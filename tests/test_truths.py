@@ -35,14 +35,14 @@ def test_cleanlfp_records_the_simulated_bad_channels(populated_db, small_study):
 
 @pytest.fixture(scope="module")
 def cnr_study(tmp_path_factory, lfpbold_home):
-    """12 sedated small scans (4 rats x 3 runs) at CNR 1.8, ingested and populated on their own prefix."""
+    """12 sedated small scans (4 rats x 3 runs) at the study's CNR 1.3, ingested and populated on their own prefix."""
     import uuid
 
     from lfpbold.pipeline import drop, ingest_study, populate
     from lfpbold.simulate import simulate_study
     from tests.conftest import connect_backend
 
-    study = simulate_study(tmp_path_factory.mktemp("cnr") / "study", subjects=4, scans=3, cnr=1.8, seed=0, size="small")
+    study = simulate_study(tmp_path_factory.mktemp("cnr") / "study", subjects=4, scans=3, cnr=1.3, seed=0, size="small")
     prefix = f"t{uuid.uuid4().hex[:8]}cnr_"
     database = connect_backend("embedded", lfpbold_home, prefix)
     assert not ingest_study(study).errors
@@ -92,9 +92,10 @@ def test_every_band_observed_r_matches_expected_after_preprocessing(cnr_study, l
 
 
 def test_cnr_estimated_from_the_maps_is_the_simulated_one(cnr_study, lfpbold_home):
-    """Small size, one seed, 12 sedated scans at CNR 1.8: the CNR Cohort estimates from the gamma
-    maps (group-mean vs scan-wise spatial r, as the study did) is within 0.15 of the simulated CNR
-    (benchmarks/cnr_check.py shows it over 3 seeds; before sizes.py's small calibration it was 1.3)."""
+    """Small size, one seed, 12 sedated scans at CNR 1.3: the CNR Cohort estimates from the gamma
+    maps (group-mean vs scan-wise spatial r, as the study did) is the simulated one, to the scatter
+    of one 12-scan study (over seeds 0-2, benchmarks/truth_check.py: mean +0.02, worst -0.2; the
+    estimate moves in steps of 0.1)."""
     from lfpbold.schemas import cohort
 
     _, prefix = cnr_study
@@ -102,7 +103,7 @@ def test_cnr_estimated_from_the_maps_is_the_simulated_one(cnr_study, lfpbold_hom
     rows = (cohort.Cohort & {"state": "sedated"}).to_dicts()
     assert {r["region"] for r in rows} == {"ACC", "M1"}
     estimated = [(r["region"], r["cnr"]) for r in rows]
-    assert all(abs(c - 1.8) <= 0.15 for _, c in estimated), estimated
+    assert all(abs(c - 1.3) <= 0.25 for _, c in estimated), estimated
 
 
 def test_combine_result_accepts_two_or_three_values_and_checks_excluded():
