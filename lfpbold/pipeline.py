@@ -406,7 +406,13 @@ def populate(
     Parameters
     ----------
     processes : int
-        Worker processes per table (DataJoint's populate).
+        Worker processes. One: each table in turn, DataJoint's populate. More: that many
+        forked processes of the worker loop (:func:`lfpbold.workers.worker`), each with one BLAS
+        thread, each going over every table upstream first and reserving keys through the job
+        tables; a process that finds a table's keys all taken moves on to whatever is ready
+        downstream instead of waiting for that table's slowest key (DataJoint's pool per table
+        waits). Without ``reserve_jobs`` the errors recorded by an earlier run are cleared first,
+        as in one process, so every key not done is tried. No progress bars.
     reserve_jobs : bool
         Coordinate through DataJoint's job tables, so workers on several machines can share one
         server. Reservations whose worker's database connection no longer exists (a worker killed
@@ -438,6 +444,8 @@ def populate(
 
     integrity.configure(verify=verify, data_root=data_root)  # read by the makes of this process and its workers
     echo = echo or (lambda s: None)
+    if processes > 1:
+        return _populate_with_workers(processes, reserve_jobs, orphan_timeout, echo)
     outcome = {}
     for table in computed_tables():
         if table is cohort.Cohort:  # only now are the new scans' per-scan rows there to compare with
@@ -467,6 +475,31 @@ def populate(
     failed = [(name, key) for name, r in outcome.items() for key, _ in r["error_list"]]
     for name, info in remaining(computed_tables(), failed).items():
         outcome.setdefault(name, {"success_count": 0, "error_list": []})["remaining"] = info["n"]
+        outcome[name]["reserved_by_others"] = len(info["reserved"])
+    return outcome
+
+
+def _populate_with_workers(processes: int, reserve_jobs: bool, orphan_timeout, echo) -> dict[str, dict]:
+    """:func:`populate` with more than one process: the worker loop until nothing is left."""
+    from lfpbold.workers import worker
+
+    tables = computed_tables()
+    for table in tables:
+        if not reserve_jobs:
+            table.jobs.errors.delete_quick()  # this run retries every key not done
+        elif orphan_timeout is not None:
+            table.jobs.refresh(orphan_timeout=orphan_timeout)
+    report = worker(tables=tables, processes=processes, poll=0.2, exit_when_idle=True, echo=echo)
+    outcome = {t.__name__: {"success_count": 0, "error_list": []} for t in tables}
+    for name, _key in report.done:
+        outcome[name]["success_count"] += 1
+    for name, key, message in report.failed:
+        outcome.setdefault(name, {"success_count": 0, "error_list": []})["error_list"].append((key, message))
+    for t in tables:
+        r = outcome[t.__name__]
+        echo(f"{t.__name__}: {r['success_count']} done, {len(r['error_list'])} failed")
+    for name, info in report.remaining.items():  # what the workers left: keys neither done nor failed
+        outcome[name]["remaining"] = info["n"]
         outcome[name]["reserved_by_others"] = len(info["reserved"])
     return outcome
 
