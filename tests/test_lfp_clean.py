@@ -264,17 +264,16 @@ def test_subsample_template_regression_rejects_bad_arguments(change, match):
 
 @pytest.mark.parametrize(
     ("method", "gamma_tolerance"),
-    [("fractional_template_regression", 0.10), ("subsample_template_regression", 0.025)],
+    [("fractional_template_regression", 0.10), ("subsample_template_regression", 0.02)],
 )
 def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact(method, gamma_tolerance):
     """Correctness (not timed): on a short recording with the simulator's realistic gradient
     artifact (unlocked clocks, slice differences, drift, awake head motion), both sub-sample
     methods take the artifact down by more than 500 times, to below a fifth of the LFP's RMS.
     Gamma power: ``fractional_template_regression`` within 10 % (measured here: -4 to -7 %),
-    ``subsample_template_regression`` (whitened fit, the default) within 2.5 %: the issue asks for
-    2 %, which it does not meet everywhere (here -2.1 % on one channel since the simulator's bands
-    come from sharp FIR filters, -0.7 to -1.5 % before; on other simulated scans
-    benchmarks/artifact_removal.py measures larger errors, see benchmarks/README.md)."""
+    ``subsample_template_regression`` (the default) within the issue's 2 % (measured here: -0.6 to
+    +0.0 %; -2.1 % on one channel before the sudden-movement basis rule, undetrended basis shapes
+    and ``own_share``)."""
     import dataclasses
 
     from scipy import signal
@@ -307,3 +306,36 @@ def test_fractional_cleaning_leaves_little_residual_on_the_realistic_artifact(me
         _, p_ref = signal.welch(reference[inside], size.fs, nperseg=2000)
         gamma = (f >= 40) & (f <= 100)
         assert abs(p_clean[gamma].sum() / p_ref[gamma].sum() - 1) < gamma_tolerance, ch
+
+
+def test_default_cleaning_follows_a_sudden_head_movement():
+    """Issue #12: the default cleaning keeps mean gamma power within a few % of the artifact-free
+    recording's on every channel of a scan with one sudden head movement (0.45 mm and a few
+    mrad within one volume, then back: the artifact's shape changes for two volumes). Such a
+    change makes an optimal-basis component that is huge on a few segments and does not agree
+    one volume apart; kept only by agreement, it was dropped and tens of uV stayed (measured
+    here before: -0.1, +1.0, +41 and +52 % on the four channels; now within 0.4 %)."""
+    import dataclasses
+
+    from lfpbold.plugins.lfp_cleaning import _slice_rate_notches
+    from lfpbold.simulate import LfpStream, simulate_latents, simulate_motion
+    from lfpbold.simulate.signals import slice_onsets
+    from lfpbold.simulate.sizes import SIZES
+
+    size = dataclasses.replace(SIZES["small"], n_volumes=60, lead_s=5.0)
+    lat = simulate_latents(7, size=size, regions=("M1",))
+    motion = simulate_motion(7, "sedated", size.n_volumes)  # slow drift and jitter only
+    motion[30] += [0.1, -0.1, 0.45, 0.006, -0.004, 0.004]  # mm, rad
+    raw = LfpStream(lat, size, 7, artifact=True, motion=motion, bad_channels={}).read(0, size.n_times)
+    clean = LfpStream(lat, size, 7, artifact=False, motion=motion, bad_channels={}).read(0, size.n_times)
+    onsets = slice_onsets(size)
+    freqs = _slice_rate_notches(60.0, 300.0, 1 / np.median(np.diff(onsets)), size.fs)
+    params = {k: v for k, v in STUDY_PARAMS["lfp_cleaning"].items() if k != "method"}
+    for ch in range(raw.shape[1]):
+        cleaned = subsample_template_regression(raw[:, ch].astype(float), size.fs, slice_onsets=onsets, **params)
+        reference = notch_filter(clean[:, ch].astype(float), size.fs, freqs=freqs)
+        p_clean, times = spectrogram_band_power(cleaned, size.fs, bands=[BANDS["gamma"]])
+        p_ref, _ = spectrogram_band_power(reference, size.fs, bands=[BANDS["gamma"]])
+        scan = (times - 0.5 >= onsets[0]) & (times + 0.5 <= onsets[-1])
+        error = p_clean[0, scan].mean() / p_ref[0, scan].mean() - 1
+        assert abs(error) < 0.03, (ch, error)
